@@ -1,0 +1,166 @@
+"""Engines, Alembic migrations driven from code, and the schema-version guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from mirror.config import Redactor, masked
+from mirror.errors import DatabaseUnavailable, InputError, SchemaMismatch
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def migrations_path() -> Path:
+    """The migrations shipped inside the wheel, else those of the source checkout."""
+    packaged = Path(__file__).parent / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_db_engine(url: URL) -> Engine:
+    """An engine for `url`; SQLite gets WAL and a busy timeout so readers never fail a sync."""
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection, with connection failures turned into DatabaseUnavailable (exit 3)."""
+    try:
+        connection = engine.connect()
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+    with connection:
+        yield connection
+
+
+def describe_db_error(url: URL, exc: BaseException) -> str:
+    """A one-line message naming the database (password masked) and the driver's reason."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    reason = " ".join(str(original).split()) or type(original).__name__
+    redact = Redactor.for_run(api_key=None, database_url=url)
+    return redact(f"cannot use the database {masked(url)}: {reason}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code: no ini file, no URL, the live connection handed over."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_path()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None  # None: no Alembic stamp (an empty database, or not ours)
+    head: str
+    known: bool  # the current revision exists in this code's migrations
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def schema_state(connection: Connection) -> SchemaState:
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    assert head is not None, "the migrations directory has no revisions"
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = current is None or _revision_exists(script, current)
+    return SchemaState(current=current, head=head, known=known)
+
+
+def _revision_exists(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
+    """Bring the database to the code's head revision, or refuse one the code does not know.
+
+    An empty or older database is migrated (unless `allow_upgrade` is false, then only an
+    empty one is). Raises SchemaMismatch for a newer/unknown revision or an un-stamped database
+    that already holds our tables, DatabaseUnavailable when the database cannot be used.
+    """
+    with connect(engine) as connection:
+        try:
+            state = schema_state(connection)
+            if state.up_to_date:
+                return state
+            if not state.known:
+                raise SchemaMismatch(
+                    f"the database is at schema revision {state.current!r}, which this version "
+                    f"of autoenhance-mirror does not know (newest known: {state.head!r}); "
+                    "upgrade autoenhance-mirror, nothing was written"
+                )
+            if state.current is None and inspect(connection).has_table("images"):
+                raise SchemaMismatch(
+                    "the database has an `images` table but no migration stamp; "
+                    "point --database-url at an empty database or one made by autoenhance-mirror"
+                )
+            if state.current is not None and not allow_upgrade:
+                raise SchemaMismatch(
+                    f"the database schema is at {state.current!r}, older than {state.head!r}; "
+                    "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
+                )
+            command.upgrade(alembic_config(connection), "head")
+            connection.commit()
+            return schema_state(connection)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    _run_command(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    _run_command(engine, command.downgrade, revision)
+
+
+def current_revision(engine: Engine) -> SchemaState:
+    with connect(engine) as connection:
+        return schema_state(connection)
+
+
+def _run_command(engine: Engine, fn: Any, revision: str) -> None:
+    with connect(engine) as connection:
+        try:
+            fn(alembic_config(connection), revision)
+            connection.commit()
+        except CommandError as exc:
+            raise InputError(f"alembic: {exc}") from None
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None

@@ -1,0 +1,58 @@
+"""The mirror's own exceptions, raised by the library layers and mapped to exit codes in `cli.py`.
+
+    MirrorError                 base; `exit_code` is what cron sees
+    ├── InputError              2: bad IDs, unreadable file, bad option values
+    ├── FatalError              3: the run cannot go on
+    │   ├── ApiKeyRejected          the API answered 401/403
+    │   ├── ApiUnreachable          no request reached the API at all
+    │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
+    │   └── SchemaMismatch          the database's revision is newer than / unknown to this code
+    ├── LockHeld                75: another sync holds the database's lock
+    └── Interrupted             130: SIGINT/SIGTERM, fetched work committed
+
+    InvalidPayload              one image's body is unusable: recorded as a failure, the run goes on
+
+Messages say what was wrong and what to do; they never carry the API key or a password.
+"""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    exit_code = 1
+
+
+class InputError(MirrorError):
+    exit_code = 2
+
+
+class FatalError(MirrorError):
+    exit_code = 3
+
+
+class ApiKeyRejected(FatalError):
+    pass
+
+
+class ApiUnreachable(FatalError):
+    pass
+
+
+class DatabaseUnavailable(FatalError):
+    pass
+
+
+class SchemaMismatch(FatalError):
+    pass
+
+
+class LockHeld(MirrorError):
+    exit_code = 75
+
+
+class Interrupted(MirrorError):
+    exit_code = 130
+
+
+class InvalidPayload(ValueError):
+    """A response body that is not a JSON object for the requested image (per image, not fatal)."""

@@ -1,0 +1,162 @@
+"""The mirror's tables: `images`, `sync_runs`, `sync_failures` (spec §4).
+
+Column names of `images` are the API's field names, so SQL reads like the API docs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# Named constraints from the first migration on: SQLite's batch mode needs names to alter them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSON null is stored as SQL NULL (spec §5), on both databases.
+JSONDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp: `timestamptz` on Postgres, ISO-like text on SQLite.
+
+    SQLite keeps no zone, so values are converted to UTC on the way in and marked UTC on the
+    way out; callers always see aware datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _text(*, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(Text, index=index))
+
+
+def _bool() -> Any:
+    return Field(default=None)
+
+
+def _bigint(*, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(BigInteger, index=index))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSONDocument))
+
+
+def _count() -> Any:
+    return Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+
+
+def _timestamp(*, nullable: bool) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime, nullable=nullable))
+
+
+class Image(SQLModel, table=True):
+    """One row per image: the latest state the API reported, plus bookkeeping."""
+
+    __tablename__ = "images"
+
+    # Canonical lower-case hyphenated UUID text on both databases, so
+    # `WHERE image_id = '<uuid>'` needs no cast anywhere.
+    image_id: str = Field(sa_column=Column(Text, primary_key=True))
+
+    ai_version: str | None = _text()
+    cloud_type: str | None = _text()
+    date_added: int | None = _bigint(index=True)  # as sent: epoch milliseconds
+    date_added_at: datetime | None = _timestamp(nullable=True)  # the same instant, UTC
+    downloaded: bool | None = _bool()
+    enhance: bool | None = _bool()
+    enhance_type: str | None = _text()
+    finetune_settings: Any = _json()
+    image_name: str | None = _text()
+    lens_correction: bool | None = _bool()
+    order_id: str | None = _text(index=True)
+    parent_image_id: str | None = _text(index=True)
+    preset_id: str | None = _text()
+    privacy: bool | None = _bool()
+    rating: int | None = _bigint()
+    restage: Any = _json()
+    scene: str | None = _text(index=True)
+    sky_replacement: bool | None = _bool()
+    status: str | None = _text(index=True)
+    status_reason: str | None = _text()
+    upscale: bool | None = _bool()
+    user_id: str | None = _text()
+    vertical_correction: bool | None = _bool()
+    window_pull_type: str | None = _text()
+    # Every property of the response without a column of its own, and wrong-typed values.
+    extra: Any = Field(default=None, sa_column=Column(JSONDocument, nullable=False))
+
+    # Digest of the API's content, so an unchanged image costs one small UPDATE.
+    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+    first_synced_at: datetime = _timestamp(nullable=False)
+    last_synced_at: datetime = _timestamp(nullable=False)
+    last_changed_at: datetime = _timestamp(nullable=False)
+    deleted_at: datetime | None = _timestamp(nullable=True)
+
+
+class SyncRun(SQLModel, table=True):
+    """One row per `sync`, created as `running` and closed with its counts."""
+
+    __tablename__ = "sync_runs"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    started_at: datetime = _timestamp(nullable=False)
+    finished_at: datetime | None = _timestamp(nullable=True)
+    # running, succeeded, partial, failed, interrupted
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    requested: int = _count()
+    inserted: int = _count()
+    updated: int = _count()
+    unchanged: int = _count()
+    deleted: int = _count()
+    not_found: int = _count()
+    failed: int = _count()
+    error: str | None = _text()
+
+
+class SyncFailure(SQLModel, table=True):
+    """One row per image that a run could not mirror."""
+
+    __tablename__ = "sync_failures"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    run_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=False, index=True)
+    )
+    image_id: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    # not_found, http_error, timeout, connection, invalid_payload
+    kind: str = Field(sa_column=Column(Text, nullable=False))
+    http_status: int | None = Field(default=None, sa_column=Column(Integer))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime = _timestamp(nullable=False)
+
+
+images_table = Image.__table__  # type: ignore[attr-defined]
+sync_runs_table = SyncRun.__table__  # type: ignore[attr-defined]
+sync_failures_table = SyncFailure.__table__  # type: ignore[attr-defined]

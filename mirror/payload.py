@@ -1,0 +1,203 @@
+"""Pure transformation: one API image body (JSON) → one `images` row, losing nothing.
+
+Every property lands in its typed column or, when it has no column or its JSON type does not
+fit the column, verbatim in `extra` under its own key (with a warning). No coercion: a JSON
+boolean is not an integer, a number is not a string or a boolean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NotRequired, TypedDict
+
+from mirror.errors import InvalidPayload
+
+
+class ImageOut(TypedDict, total=False):
+    """GET /v3/images/{id}, API version 2025-08-31 (api-notes.md §7). Every key may be absent."""
+
+    image_id: str  # "3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5"
+    ai_version: str  # "5.x", "latest"
+    cloud_type: str | None  # "CLEAR", "LOW_CLOUD", "HIGH_CLOUD"
+    date_added: int  # 1746698400123 (epoch milliseconds)
+    downloaded: bool
+    enhance: bool
+    enhance_type: str  # "warm", "neutral", "modern", ...
+    finetune_settings: dict[str, Any] | None  # opaque, keys undocumented
+    image_name: str  # "IMG_3090.JPG"
+    lens_correction: bool
+    order_id: Any  # "9d3e5b7a-2c4f-4a8e-b1d6-0f7e9a2c3b41"
+    parent_image_id: str | None  # set on restaged sub-images
+    preset_id: Any  # "preset_2b7f0c"
+    privacy: bool | None
+    rating: int  # 0..5
+    restage: dict[str, Any] | None  # {"grass": "GREEN", "tvs": "BLACK_OUT", ...}
+    scene: str  # "kitchen", "garden", ...
+    sky_replacement: bool
+    status: Any  # "processing", "processed", "error", "expired"
+    status_reason: Any  # free text
+    upscale: bool
+    user_id: Any  # "auth0|6363dbcb77f7e74122ea6350"
+    vertical_correction: bool
+    window_pull_type: str | None  # "NONE", "ONLY_WINDOWS", "WINDOWS_WITH_SKIES"
+    # Sent today without a column of their own: they land in `extra`.
+    metadata: NotRequired[dict[str, Any]]
+    window_pull: NotRequired[bool | None]
+
+
+STRING_FIELDS = (
+    "ai_version",
+    "cloud_type",
+    "enhance_type",
+    "image_name",
+    "parent_image_id",
+    "scene",
+    "window_pull_type",
+)
+BOOLEAN_FIELDS = (
+    "downloaded",
+    "enhance",
+    "lens_correction",
+    "privacy",
+    "sky_replacement",
+    "upscale",
+    "vertical_correction",
+)
+INTEGER_FIELDS = ("date_added", "rating")
+# Typed "any" by the API: text when a string, else the value's JSON text.
+ANY_FIELDS = ("order_id", "preset_id", "status", "status_reason", "user_id")
+JSON_FIELDS = ("finetune_settings", "restage")
+
+API_COLUMNS = (*STRING_FIELDS, *BOOLEAN_FIELDS, *INTEGER_FIELDS, *ANY_FIELDS, *JSON_FIELDS)
+# Every column a response replaces: the API fields, plus what is derived from them.
+CONTENT_COLUMNS = (*API_COLUMNS, "date_added_at", "extra", "content_hash")
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+_SECONDS_BELOW = 10**11  # a date_added below this is epoch seconds, else milliseconds
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class ImageRow:
+    """What one response becomes: the `images` columns it determines, and what to warn about."""
+
+    image_id: str
+    columns: dict[str, Any]  # every CONTENT_COLUMNS key
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_body(raw: bytes) -> Any:
+    """Decode a response body as strict UTF-8 JSON (no NaN/Infinity); raises InvalidPayload."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise InvalidPayload(f"body is not JSON: {_shorten(str(exc))}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def content_hash(body: Any) -> str:
+    """A digest of the API's content that ignores key order."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def to_row(body: Any, *, requested_id: str) -> ImageRow:
+    """Map a parsed body to an `images` row for `requested_id` (canonical lower-case UUID).
+
+    Raises InvalidPayload when the body is not an object or names another image.
+    """
+    if not isinstance(body, dict):
+        raise InvalidPayload(f"body is a JSON {_json_type(body)}, not an object")
+    sent_id = body.get("image_id")
+    if sent_id is not None and (not isinstance(sent_id, str) or sent_id.lower() != requested_id):
+        raise InvalidPayload(f"body is for image_id {_shorten(json.dumps(sent_id))}")
+
+    columns: dict[str, Any] = dict.fromkeys(API_COLUMNS)
+    extra: dict[str, Any] = {}
+    warnings: list[str] = []
+
+    def misfit(key: str, value: Any, expected: str) -> None:
+        extra[key] = value
+        warnings.append(
+            f"{key}: {_shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
+        )
+
+    for key, value in body.items():
+        if key == "image_id":
+            continue
+        if value is None and key in columns:
+            continue
+        if key in STRING_FIELDS:
+            if isinstance(value, str):
+                columns[key] = value
+            else:
+                misfit(key, value, "a string")
+        elif key in BOOLEAN_FIELDS:
+            if isinstance(value, bool):
+                columns[key] = value
+            else:
+                misfit(key, value, "a boolean")
+        elif key in INTEGER_FIELDS:
+            if _is_bigint(value):
+                columns[key] = value
+            else:
+                misfit(key, value, "a 64-bit integer")
+        elif key in ANY_FIELDS:
+            columns[key] = value if isinstance(value, str) else _json_text(value)
+        elif key in JSON_FIELDS:
+            if isinstance(value, dict):
+                columns[key] = value
+            else:
+                misfit(key, value, "an object")
+        else:
+            extra[key] = value
+
+    columns["date_added_at"] = _date_added_at(columns["date_added"], warnings)
+    columns["extra"] = extra
+    columns["content_hash"] = content_hash(body)
+    return ImageRow(image_id=requested_id, columns=columns, warnings=warnings)
+
+
+def _is_bigint(value: Any) -> bool:
+    return type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX
+
+
+def _date_added_at(value: int | None, warnings: list[str]) -> datetime | None:
+    if value is None:
+        return None
+    delta = timedelta(seconds=value) if value < _SECONDS_BELOW else timedelta(milliseconds=value)
+    try:
+        return _EPOCH + delta
+    except OverflowError:
+        warnings.append(f"date_added: {value} is out of the timestamp range; date_added_at NULL")
+        return None
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,66 @@
+"""Read-only summaries of the mirror, for `demo` and `status`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from mirror.models import images_table, sync_failures_table, sync_runs_table
+
+
+@dataclass
+class Report:
+    by_status: list[tuple[str | None, int]]
+    by_scene: list[tuple[str | None, int]]
+    deleted: int
+    last_runs: list[dict[str, Any]]
+    last_run_failures: list[dict[str, Any]]
+
+
+def build_report(engine: Engine, *, runs: int = 5) -> Report:
+    images = images_table.c
+    with engine.connect() as connection:
+
+        def counts_by(column: Any) -> list[tuple[str | None, int]]:
+            query = (
+                select(column, func.count())
+                .where(images.deleted_at.is_(None))
+                .group_by(column)
+                .order_by(func.count().desc(), column)
+            )
+            return [(value, int(n)) for value, n in connection.execute(query)]
+
+        deleted = connection.execute(
+            select(func.count()).where(images.deleted_at.is_not(None))
+        ).scalar_one()
+        run_rows = connection.execute(
+            select(sync_runs_table).order_by(sync_runs_table.c.id.desc()).limit(runs)
+        ).mappings()
+        last_runs = [dict(row) for row in run_rows]
+        failures: list[dict[str, Any]] = []
+        if last_runs:
+            f = sync_failures_table.c
+            failures = [
+                dict(row)
+                for row in connection.execute(
+                    select(f.image_id, f.kind, f.http_status, f.message)
+                    .where(f.run_id == last_runs[0]["id"])
+                    .order_by(f.id)
+                ).mappings()
+            ]
+        return Report(
+            by_status=counts_by(images.status),
+            by_scene=counts_by(images.scene),
+            deleted=int(deleted),
+            last_runs=last_runs,
+            last_run_failures=failures,
+        )
+
+
+def format_counts(title: str, rows: list[tuple[str | None, int]]) -> str:
+    width = max([len(str(value)) for value, _ in rows] + [len(title)])
+    lines = [title]
+    lines += [f"  {('(none)' if v is None else v):<{width}}  {n:>6}" for v, n in rows]
+    return "\n".join(lines)

@@ -1,0 +1,378 @@
+"""A local stand-in of the Autoenhance API: a real HTTP/1.1 server on loopback.
+
+It serves a realistic, deterministic image record for every UUID (`record_for`), and can be
+scripted per image ID to misbehave: a status with `Retry-After`, latency, a stalled answer, a
+dropped connection (before or mid-body), a malformed or replaced body, extra properties, or a
+404. Tests, benchmarks and `autoenhance-mirror demo` use it, so nothing needs the network.
+
+It is written on asyncio streams rather than a framework so that faults can be injected at the
+byte level (a connection closed half-way through a body is not something frameworks offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+_IMAGE_PATH = re.compile(r"^/v3/images/([^/?#]+)/?$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_ORDER_NAMESPACE = uuid.UUID("6f1d3a52-0c8e-4b7a-9d21-5e4c3b2a1f00")
+
+_SCENES = ["kitchen", "living_room", "bedroom", "bathroom", "garden", "patio", "facade", "dining"]
+_ENHANCE_TYPES = ["warm", "neutral", "modern", "authentic"]
+_AI_VERSIONS = ["5.x", "5.3", "latest", "4.x"]
+_CLOUD_TYPES = ["CLEAR", "LOW_CLOUD", "HIGH_CLOUD", None]
+_WINDOW_PULL_TYPES = ["NONE", "ONLY_WINDOWS", "WINDOWS_WITH_SKIES"]
+_USERS = ["auth0|6363dbcb77f7e74122ea6350", "auth0|64a1f0c2d9e8b7a6c5d4e3f2"]
+
+
+def record_for(image_id: str) -> dict[str, Any]:
+    """The image record the stand-in serves for `image_id`: the same every time.
+
+    Mixes the states of api-notes.md §10: processed, processing (`ai_version: "latest"`, no
+    scene yet), error with a `status_reason`, restaged sub-images with `parent_image_id`,
+    `restage` and `finetune_settings`, and now and then an unknown property.
+    """
+    image_id = image_id.lower()
+    rng = random.Random(uuid.UUID(image_id).int)
+    roll = rng.random()
+    status, reason = "processed", None
+    if roll < 0.12:
+        status = "processing"
+    elif roll < 0.18:
+        status, reason = "error", "daily enhancement limit reached"
+    elif roll < 0.20:
+        status = "expired"
+    restaged = status == "processed" and rng.random() < 0.12
+    record: dict[str, Any] = {
+        "ai_version": "latest" if status == "processing" else rng.choice(_AI_VERSIONS),
+        "cloud_type": rng.choice(_CLOUD_TYPES),
+        "date_added": 1_735_689_600_000 + rng.randrange(0, 60_000_000_000),
+        "downloaded": rng.random() < 0.3,
+        "enhance": True,
+        "enhance_type": rng.choice(_ENHANCE_TYPES),
+        "finetune_settings": rng.choice([None, {}, {"brightness": 0.15, "contrast": -0.05}]),
+        "image_id": image_id,
+        "image_name": f"IMG_{rng.randrange(1000, 9999)}.JPG",
+        "lens_correction": rng.random() < 0.9,
+        "metadata": rng.choice([{}, {"listing_ref": f"MLS-{rng.randrange(10000, 99999)}"}]),
+        "order_id": str(uuid.uuid5(_ORDER_NAMESPACE, str(rng.randrange(40)))),
+        "parent_image_id": None,
+        "preset_id": rng.choice([None, None, "preset_2b7f0c"]),
+        "privacy": rng.choice([True, False, None]),
+        "rating": rng.randrange(0, 6) if status == "processed" else 0,
+        "restage": None,
+        "scene": None if status == "processing" else rng.choice(_SCENES),
+        "sky_replacement": rng.random() < 0.6,
+        "status": status,
+        "status_reason": reason,
+        "upscale": rng.random() < 0.2,
+        "user_id": rng.choice(_USERS),
+        "vertical_correction": rng.random() < 0.8,
+        "window_pull": rng.choice([True, False, None]),
+        "window_pull_type": rng.choice(_WINDOW_PULL_TYPES),
+    }
+    if restaged:
+        record["parent_image_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        record["restage"] = {
+            "fire_in_fireplaces": rng.choice(["AS_SHOT", "ALIGHT"]),
+            "grass": rng.choice(["AS_SHOT", "GREEN"]),
+            "photographer": "REMOVE",
+            "tvs": rng.choice(["AS_SHOT", "BLACK_OUT"]),
+        }
+        record["finetune_settings"] = {"brightness": 0.15, "contrast": -0.05, "saturation": 0.1}
+    if rng.random() < 0.05:
+        record["render_revision"] = rng.randrange(1, 5)
+    return record
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used for one request of an image.
+
+    status: answer with this HTTP status (and an API-style JSON error body);
+    retry_after: the Retry-After header to send with it; delay: seconds to wait first
+    (longer than the client's timeout = a timeout); drop: close the connection without an
+    answer; drop_mid_body: send the headers and half the body, then close; body: send these raw
+    bytes/text as a 200 body; json: send this JSON value as the 200 body; extra: properties
+    merged into the normal record.
+    """
+
+    status: int | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    drop_mid_body: bool = False
+    body: str | bytes | None = None
+    json: Any = None
+    extra: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        return cls(**data)
+
+
+@dataclass
+class StandInState:
+    """What the stand-in serves and what it saw; shared between its thread and a test's."""
+
+    latency: float = 0.0
+    require_key: str | None = None  # when set, any other x-api-key gets 401
+    missing: set[str] = field(default_factory=set)  # answered 404, persistently
+    records: dict[str, Any] = field(default_factory=dict)  # replaces record_for, persistently
+    faults: dict[str, list[Fault]] = field(default_factory=dict)  # consumed one per request
+    requests: Counter[str] = field(default_factory=Counter)  # image_id → requests seen
+    paths: Counter[str] = field(default_factory=Counter)  # "GET /v3/images/{id}" → count
+    times: list[float] = field(default_factory=list)  # monotonic arrival of each image request
+    last_headers: dict[str, str] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def script(self, image_id: str, *faults: Fault) -> None:
+        with self.lock:
+            self.faults.setdefault(image_id.lower(), []).extend(faults)
+
+    def load_faults(self, data: dict[str, Iterable[dict[str, Any]]]) -> None:
+        """Script faults from JSON: {"<image id>": [{"status": 429, "retry_after": "1"}, ...]}."""
+        for image_id, faults in data.items():
+            self.script(image_id, *(Fault.from_dict(f) for f in faults))
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.paths.values())
+
+    def max_per_second(self) -> int:
+        """The most image requests that arrived within any one-second window."""
+        times = sorted(self.times)
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.total_requests,
+            "image_requests": sum(self.requests.values()),
+            "max_per_second": self.max_per_second(),
+            "max_in_flight": self.max_in_flight,
+            "paths": dict(self.paths),
+        }
+
+    def _next_fault(self, image_id: str) -> Fault | None:
+        with self.lock:
+            queue = self.faults.get(image_id)
+            return queue.pop(0) if queue else None
+
+
+class StandIn:
+    """The server. `start()` runs it in a background thread (tests, demo); `serve()` blocks."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, state: StandInState | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.state = state or StandInState()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> StandIn:
+        self._thread = threading.Thread(target=self._run, name="stand-in", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the stand-in did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._server is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._close)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve(self) -> None:
+        """Serve in this thread until interrupted."""
+        self._run()
+
+    def _close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            async with self._server:
+                await self._server.serve_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, headers = _parse_head(head)
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    await reader.readexactly(length)
+                keep_alive = await self._respond(writer, method, target, headers)
+                if not keep_alive or headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except ValueError:
+            with contextlib.suppress(ConnectionError):
+                await _send(writer, 400, b'{"detail": {}, "message": "Bad Request"}')
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str]
+    ) -> bool:
+        """Answer one request; returns False when the connection must be closed."""
+        state = self.state
+        path = target.split("?", 1)[0]
+        match = _IMAGE_PATH.match(path)
+        with state.lock:
+            state.paths[f"{method} {'/v3/images/{id}' if match else path}"] += 1
+        if path == "/__standin/stats":
+            await _send(writer, 200, json.dumps(state.stats()).encode())
+            return True
+        if method != "GET":
+            await _send(writer, 405, _error_body(405))
+            return True
+        if match is None or not _UUID.match(match.group(1)):
+            await _send(writer, 404, _error_body(404))
+            return True
+        image_id = match.group(1).lower()
+        with state.lock:
+            state.requests[image_id] += 1
+            state.times.append(time.monotonic())
+            state.last_headers = dict(headers)
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            return await self._respond_image(writer, image_id, headers)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    async def _respond_image(
+        self, writer: asyncio.StreamWriter, image_id: str, headers: dict[str, str]
+    ) -> bool:
+        state = self.state
+        fault = state._next_fault(image_id) or Fault()
+        delay = state.latency + fault.delay
+        if delay:
+            await asyncio.sleep(delay)
+        if state.require_key is not None and headers.get("x-api-key") != state.require_key:
+            await _send(writer, 401, _error_body(401))
+            return True
+        if fault.drop:
+            return False
+        if fault.status is not None and fault.status != 200:
+            extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            await _send(writer, fault.status, _error_body(fault.status), extra_headers)
+            return True
+        if image_id in state.missing:
+            await _send(writer, 404, _error_body(404))
+            return True
+        body: bytes
+        if fault.body is not None:
+            body = fault.body.encode() if isinstance(fault.body, str) else fault.body
+        elif fault.json is not None:
+            body = json.dumps(fault.json).encode()
+        else:
+            record = state.records.get(image_id) or record_for(image_id)
+            if fault.extra:
+                record = {**record, **fault.extra}
+            body = json.dumps(record).encode()
+        if fault.drop_mid_body:
+            await _send(writer, 200, body, cut_at=len(body) // 2)
+            return False
+        await _send(writer, 200, body)
+        return True
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise ValueError("bad request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return parts[0], parts[1], headers
+
+
+def _error_body(status: int) -> bytes:
+    # The API's (APIFlask) error shape, api-notes.md §3.
+    return json.dumps({"detail": {}, "message": _REASONS.get(status, "Error")}).encode()
+
+
+async def _send(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    extra_headers: dict[str, str] | None = None,
+    *,
+    cut_at: int | None = None,
+) -> None:
+    head = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
+    head += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    writer.write(body if cut_at is None else body[:cut_at])
+    await writer.drain()
