@@ -175,9 +175,10 @@ def _is_bigint(value: Any) -> bool:
 def _date_added_at(value: int | None, warnings: list[str]) -> datetime | None:
     if value is None:
         return None
-    delta = timedelta(seconds=value) if value < _SECONDS_BELOW else timedelta(milliseconds=value)
     try:
-        return _EPOCH + delta
+        if value < _SECONDS_BELOW:
+            return _EPOCH + timedelta(seconds=value)
+        return _EPOCH + timedelta(milliseconds=value)
     except OverflowError:
         warnings.append(f"date_added: {value} is out of the timestamp range; date_added_at NULL")
         return None

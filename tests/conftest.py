@@ -1,0 +1,180 @@
+"""Fixtures: the real stand-in on 127.0.0.1, real SQLite files and a real PostgreSQL server.
+
+PostgreSQL comes from PYTEST_POSTGRES_URL (a role that may CREATE DATABASE; `.ci/run` sets it),
+else from a throwaway cluster started here with the machine's initdb/pg_ctl. Without either,
+Postgres tests skip and say why, unless PYTEST_REQUIRE_POSTGRES=1 (CI), which fails them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from mirror.config import parse_database_url
+from mirror.db import create_db_engine
+from mirror.standin import StandIn
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's configuration."""
+    for name in list(os.environ):
+        if name.startswith(("AUTOENHANCE_", "MIRROR_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn(host="127.0.0.1", port=0) as server:
+        yield server
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+@dataclass
+class PostgresServer:
+    admin_url: str  # connects to a maintenance database with CREATEDB rights
+
+    def create_database(self) -> str:
+        name = f"mirror_test_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_throwaway_cluster() -> tuple[str, Any] | str:
+    """Start a private PostgreSQL cluster; returns (admin URL, stop function) or why not."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = binaries[-1] if binaries else shutil.which("initdb")
+    if initdb is None:
+        return "no PostgreSQL server binaries (initdb) on this machine"
+    bindir = Path(initdb).parent
+    base = Path(tempfile.mkdtemp(prefix="mirror-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            return "running as root and no runuser to start PostgreSQL as another user"
+        prefix = [runuser, "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    data, port = base / "data", _free_port()
+    try:
+        subprocess.run(
+            [*prefix, str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return f"could not start a throwaway PostgreSQL cluster: {exc}"
+
+    def stop() -> None:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    required = os.environ.get("PYTEST_REQUIRE_POSTGRES") == "1"
+    url = os.environ.get("PYTEST_POSTGRES_URL")
+    stop = None
+    if not url:
+        started = _start_throwaway_cluster()
+        if isinstance(started, str):
+            if required:
+                pytest.fail(f"PostgreSQL is required here but: {started}")
+            pytest.skip(f"PostgreSQL tests skipped: {started} (set PYTEST_POSTGRES_URL)")
+        url, stop = started
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            engine = create_engine(parse_database_url(url))
+            with engine.connect():
+                pass
+            engine.dispose()
+            break
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                if required:
+                    pytest.fail(f"PostgreSQL is required here but cannot connect: {exc}")
+                pytest.skip(f"PostgreSQL tests skipped: cannot connect: {exc}")
+            time.sleep(0.3)
+    yield PostgresServer(admin_url=str(parse_database_url(url).render_as_string(False)))
+    if stop is not None:
+        stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database, as a plain postgresql:// URL (the way users write it)."""
+    url = postgres_server.create_database().replace("postgresql+psycopg://", "postgresql://", 1)
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage test runs on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mirror.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine to read back what the CLI wrote."""
+    engine = create_db_engine(parse_database_url(database_url))
+    yield engine
+    engine.dispose()

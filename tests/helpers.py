@@ -1,0 +1,30 @@
+"""Helpers for tests: run the real CLI, read rows back with SQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, text
+
+from mirror.cli import cli
+
+
+def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    """Invoke the real click command, with stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(r) for r in connection.execute(text(sql), params).mappings()]
+
+
+def scalar(engine: Engine, sql: str, **params: Any) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(text(sql), params).scalar()
+
+
+def new_ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]

@@ -1,0 +1,378 @@
+"""`autoenhance-mirror sync` end to end: the real CLI, the stand-in, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import new_ids, rows, run_cli, scalar
+from sqlalchemy import Engine
+
+from mirror.standin import Fault, StandIn, record_for
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = ["image_processed.json", "image_processing.json", "image_restaged.json"]
+SUMMARY_KEYS = [
+    "run_id",
+    "status",
+    "requested",
+    "inserted",
+    "updated",
+    "unchanged",
+    "deleted",
+    "not_found",
+    "failed",
+]
+
+
+def sync(standin: StandIn, database_url: str, *args: str, input: str | None = None) -> Any:
+    return run_cli(
+        "sync", "--base-url", standin.url, "--database-url", database_url, *args, input=input
+    )
+
+
+def load(name: str) -> dict[str, Any]:
+    return dict(json.loads((DATA / name).read_text()))
+
+
+def as_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)  # SQLite hands back 0/1
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value  # SQLite JSON is text
+
+
+def test_the_three_documented_examples_land_where_the_spec_says(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    bodies = [load(name) for name in EXAMPLES]
+    for body in bodies:
+        standin.state.records[body["image_id"]] = body
+    result = sync(standin, database_url, *(b["image_id"] for b in bodies))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("synced 3 images: 3 new, 0 changed, 0 unchanged")
+
+    for body in bodies:
+        [row] = rows(engine, "SELECT * FROM images WHERE image_id = :id", id=body["image_id"])
+        for key in ["ai_version", "cloud_type", "enhance_type", "image_name", "scene"]:
+            assert row[key] == body[key], key
+        for key in ["parent_image_id", "window_pull_type", "order_id", "user_id", "status"]:
+            assert row[key] == body[key], key
+        for key in ["preset_id", "status_reason"]:
+            assert row[key] == body[key], key
+        for key in ["downloaded", "enhance", "lens_correction", "privacy", "sky_replacement"]:
+            assert as_bool(row[key]) == body[key], key
+        for key in ["upscale", "vertical_correction"]:
+            assert as_bool(row[key]) == body[key], key
+        assert row["date_added"] == body["date_added"]
+        assert row["rating"] == body["rating"]
+        assert as_json(row["finetune_settings"]) == body["finetune_settings"]
+        assert as_json(row["restage"]) == body["restage"]
+        expected_extra = {
+            k: v for k, v in body.items() if k in {"metadata", "window_pull", "render_revision"}
+        }
+        assert as_json(row["extra"]) == expected_extra
+
+    # JSON null is SQL NULL, in JSON columns too.
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM images WHERE finetune_settings IS NULL AND restage IS NULL",
+        )
+        == 1
+    )
+    # date_added_at is the same instant as a UTC timestamp; SQL can compare it.
+    assert (
+        scalar(
+            engine,
+            "SELECT image_id FROM images WHERE date_added_at > :t",
+            t=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        == "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d"
+    )
+    # The restaged image's extra is queryable with the portable -> operator.
+    assert rows(
+        engine, "SELECT image_id FROM images WHERE extra -> 'render_revision' IS NOT NULL"
+    ) == [{"image_id": "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d"}]
+
+
+def test_rerun_is_unchanged_and_a_change_replaces_every_api_column(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(5)
+    assert sync(standin, database_url, *ids).exit_code == 0
+    before = {r["image_id"]: r for r in rows(engine, "SELECT * FROM images")}
+
+    again = sync(standin, database_url, *ids, "--json")
+    assert again.exit_code == 0
+    summary = json.loads(again.stdout)
+    assert list(summary)[: len(SUMMARY_KEYS)] == SUMMARY_KEYS
+    assert summary["unchanged"] == 5 and summary["inserted"] == summary["updated"] == 0
+    after = {r["image_id"]: r for r in rows(engine, "SELECT * FROM images")}
+    for image_id in ids:
+        assert after[image_id]["last_synced_at"] > before[image_id]["last_synced_at"]
+        assert after[image_id]["last_changed_at"] == before[image_id]["last_changed_at"]
+        assert after[image_id]["first_synced_at"] == after[image_id]["last_changed_at"]
+
+    changed = record_for(ids[0])
+    changed["status"] = "expired"
+    del changed["scene"]  # absent from the response: the column becomes NULL
+    changed["brand_new_field"] = {"x": 1}
+    standin.state.records[ids[0]] = changed
+    third = sync(standin, database_url, *ids)
+    assert third.exit_code == 0
+    assert "0 new, 1 changed, 4 unchanged" in third.stdout
+    [row] = rows(engine, "SELECT * FROM images WHERE image_id = :id", id=ids[0])
+    assert row["status"] == "expired" and row["scene"] is None
+    assert as_json(row["extra"])["brand_new_field"] == {"x": 1}
+    assert row["last_changed_at"] == row["last_synced_at"] > before[ids[0]]["last_changed_at"]
+    assert row["first_synced_at"] == before[ids[0]]["first_synced_at"]
+
+    runs = rows(engine, "SELECT * FROM sync_runs ORDER BY id")
+    assert [(r["status"], r["inserted"], r["updated"], r["unchanged"]) for r in runs] == [
+        ("succeeded", 5, 0, 0),
+        ("succeeded", 0, 0, 5),
+        ("succeeded", 0, 1, 4),
+    ]
+    assert all(r["requested"] == 5 and r["finished_at"] >= r["started_at"] for r in runs)
+
+
+def test_ids_from_arguments_file_and_stdin_are_fetched_once(
+    standin: StandIn, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    ids = new_ids(4)
+    id_file = tmp_path / "ids.txt"
+    id_file.write_bytes(
+        (
+            f"# cron list\r\n\r\n  {ids[0].upper()}  \r\n{ids[1]}\r\n{ids[0]}\r\n   \r\n# end\r\n"
+        ).encode()
+    )
+    result = sync(standin, database_url, ids[0], ids[2], "--from-file", str(id_file))
+    assert result.exit_code == 0, result.output
+    assert "synced 3 images: 3 new" in result.stdout
+    assert standin.state.requests == {ids[0]: 1, ids[1]: 1, ids[2]: 1}
+
+    from_stdin = sync(standin, database_url, "--from-file", "-", input=f"{ids[3]}\n{ids[1]}\n")
+    assert from_stdin.exit_code == 0
+    assert "synced 2 images: 1 new, 0 changed, 1 unchanged" in from_stdin.stdout
+    stored = {r["image_id"] for r in rows(engine, "SELECT image_id FROM images")}
+    assert stored == set(ids)  # lower-case, canonical
+
+
+def test_invalid_ids_exit_2_naming_each_and_nothing_is_fetched_or_written(
+    standin: StandIn, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    good = new_ids(1)[0]
+    id_file = tmp_path / "ids.txt"
+    id_file.write_text(f"{good}\n\nnot-a-uuid\n{good.replace('-', '')}\n")
+    result = sync(standin, database_url, good, "{" + good + "}", "--from-file", str(id_file))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "3 invalid image IDs" in result.stderr
+    assert f"argument 2: '{{{good}}}'" in result.stderr
+    assert f"{id_file}:3: 'not-a-uuid'" in result.stderr
+    assert f"{id_file}:4: '{good.replace('-', '')}'" in result.stderr
+    assert standin.state.total_requests == 0
+    # Nothing written: not even the schema.
+    with engine.connect() as connection:
+        assert not connection.dialect.has_table(connection, "images")
+
+
+def test_no_ids_at_all_is_a_usage_error(standin: StandIn, database_url: str) -> None:
+    result = sync(standin, database_url)
+    assert result.exit_code == 2
+    assert "--from-file" in result.stderr
+    assert standin.state.total_requests == 0
+
+
+def test_headers_sent_and_secrets_never_shown(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    key = "sk-test-SECRET-4f1c9a"
+    ids = new_ids(2)
+    result = run_cli(
+        "sync",
+        *ids,
+        "--base-url",
+        standin.url,
+        "--database-url",
+        database_url,
+        "--api-key",
+        key,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    headers = standin.state.last_headers
+    assert headers["x-api-key"] == key
+    assert headers["x-api-version"] == "2025-08-31"
+    assert headers["user-agent"].startswith("autoenhance-mirror/")
+    assert key not in result.stdout + result.stderr
+    assert standin.state.paths.keys() == {"GET /v3/images/{id}"}  # read-only, nothing else
+
+
+def test_api_settings_come_from_the_environment_and_options_win(
+    standin: StandIn, database_url: str
+) -> None:
+    ids = new_ids(1)
+    env = {
+        "AUTOENHANCE_BASE_URL": standin.url,
+        "MIRROR_DATABASE_URL": database_url,
+        "AUTOENHANCE_API_KEY": "env-key-123",
+        "AUTOENHANCE_API_VERSION": "2025-05-08",
+    }
+    result = run_cli("sync", *ids, env=env)
+    assert result.exit_code == 0, result.output
+    assert standin.state.last_headers["x-api-key"] == "env-key-123"
+    assert standin.state.last_headers["x-api-version"] == "2025-05-08"
+    result = run_cli("sync", *ids, "--api-version", "2025-08-31", env=env)
+    assert result.exit_code == 0
+    assert standin.state.last_headers["x-api-version"] == "2025-08-31"
+
+
+def test_quiet_prints_nothing_on_success_even_when_creating_the_schema(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    record = record_for(new_ids(1)[0])
+    record["rating"] = "4"  # would warn
+    image_id = record["image_id"]
+    standin.state.records[image_id] = record
+    result = sync(standin, database_url, image_id, "--quiet")
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""
+    assert scalar(engine, "SELECT count(*) FROM images") == 1
+
+
+def test_wrong_typed_value_warns_and_is_kept_in_extra(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    image_id = new_ids(1)[0]
+    record = record_for(image_id)
+    record["rating"] = "4"
+    record["upscale"] = 1
+    standin.state.records[image_id] = record
+    result = sync(standin, database_url, image_id)
+    assert result.exit_code == 0
+    assert f"image {image_id}: rating" in result.stderr
+    assert f"image {image_id}: upscale" in result.stderr
+    [row] = rows(engine, "SELECT rating, upscale, extra FROM images")
+    assert row["rating"] is None and row["upscale"] is None
+    assert as_json(row["extra"])["rating"] == "4"
+    assert as_json(row["extra"])["upscale"] == 1
+
+
+def test_dry_run_fetches_compares_and_writes_nothing(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(3)
+    assert sync(standin, database_url, ids[0]).exit_code == 0
+    before = rows(engine, "SELECT * FROM images")
+    changed = record_for(ids[0])
+    changed["scene"] = "attic"
+    standin.state.records[ids[0]] = changed
+
+    result = sync(standin, database_url, *ids, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] is True and summary["run_id"] is None
+    assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (2, 1, 0)
+    assert rows(engine, "SELECT * FROM images") == before
+    assert scalar(engine, "SELECT count(*) FROM sync_runs") == 1
+    assert sum(standin.state.requests.values()) == 4
+
+
+def test_dry_run_on_a_new_database_creates_only_the_schema(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    result = sync(standin, database_url, *new_ids(2), "--dry-run")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("dry run: would sync 2 images: 2 new")
+    assert scalar(engine, "SELECT count(*) FROM images") == 0
+    assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
+
+
+def test_not_found_and_deleted(standin: StandIn, database_url: str, engine: Engine) -> None:
+    mirrored, never = new_ids(2)
+    assert sync(standin, database_url, mirrored).exit_code == 0
+    standin.state.missing.update({mirrored, never})
+    result = sync(standin, database_url, mirrored, never, "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["deleted"], summary["not_found"]) == ("partial", 1, 1)
+    assert f"not_found: {never}" in result.stderr
+    [row] = rows(engine, "SELECT deleted_at FROM images WHERE image_id = :id", id=mirrored)
+    assert row["deleted_at"] is not None
+    [failure] = rows(engine, "SELECT run_id, image_id, kind, http_status FROM sync_failures")
+    assert failure == {
+        "run_id": summary["run_id"],
+        "image_id": never,
+        "kind": "not_found",
+        "http_status": 404,
+    }
+    # It comes back: deleted_at is cleared.
+    standin.state.missing.clear()
+    assert sync(standin, database_url, mirrored).exit_code == 0
+    assert scalar(engine, "SELECT deleted_at FROM images WHERE image_id = :id", id=mirrored) is None
+
+
+def test_every_failure_is_counted_and_the_counts_add_up(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(6)
+    standin.state.script(ids[0], Fault(status=500), Fault(status=503))  # retried, then fine
+    standin.state.script(ids[1], *[Fault(status=502)] * 5)  # retries exhausted
+    standin.state.script(ids[2], Fault(body="<html>oops</html>"))
+    standin.state.script(ids[3], Fault(json={"image_id": ids[4]}))
+    standin.state.script(ids[4], Fault(status=400))  # not retried
+    result = sync(standin, database_url, *ids, "--retries", "2", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "partial"
+    assert (summary["inserted"], summary["failed"]) == (2, 4)
+    assert summary["requested"] == sum(summary[k] for k in SUMMARY_KEYS[3:])
+    assert standin.state.requests[ids[0]] == 3
+    assert standin.state.requests[ids[1]] == 3  # 1 + --retries 2
+    assert standin.state.requests[ids[4]] == 1
+    kinds = {
+        r["image_id"]: (r["kind"], r["http_status"])
+        for r in rows(engine, "SELECT image_id, kind, http_status FROM sync_failures")
+    }
+    assert kinds == {
+        ids[1]: ("http_error", 502),
+        ids[2]: ("invalid_payload", 200),
+        ids[3]: ("invalid_payload", 200),
+        ids[4]: ("http_error", 400),
+    }
+    assert scalar(engine, "SELECT count(*) FROM images") == 2
+
+
+def test_max_rate_paces_requests_and_concurrency_bounds_them(
+    standin: StandIn, database_url: str
+) -> None:
+    standin.state.latency = 0.05
+    ids = new_ids(30)
+    result = sync(standin, database_url, *ids, "--max-rate", "20", "--concurrency", "4")
+    assert result.exit_code == 0
+    assert standin.state.max_per_second() <= 20
+    assert standin.state.max_in_flight <= 4
+    # Paced evenly, 30 requests at 20/s take about 1.5 s: none arrived in a burst.
+    times = sorted(standin.state.times)
+    assert times[-1] - times[0] >= 1.4
+
+
+@pytest.mark.parametrize("revision", ["9999_from_the_future", "deadbeef"])
+def test_a_database_at_an_unknown_revision_is_refused(
+    standin: StandIn, database_url: str, engine: Engine, revision: str
+) -> None:
+    image_id = new_ids(1)[0]
+    assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{revision}'")
+    result = sync(standin, database_url, image_id)
+    assert result.exit_code == 3
+    assert revision in result.stderr and "upgrade autoenhance-mirror" in result.stderr
+    assert standin.state.total_requests == 0
+    assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
