@@ -121,6 +121,8 @@ def cli() -> None:
 )
 @click.option(
     "--concurrency",
+    envvar="MIRROR_CONCURRENCY",
+    show_envvar=True,
     type=click.IntRange(min=1, max=1024),
     default=DEFAULT_CONCURRENCY,
     show_default=True,
@@ -128,6 +130,8 @@ def cli() -> None:
 )
 @click.option(
     "--timeout",
+    envvar="MIRROR_TIMEOUT",
+    show_envvar=True,
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_TIMEOUT,
     show_default=True,
@@ -135,6 +139,8 @@ def cli() -> None:
 )
 @click.option(
     "--retries",
+    envvar="MIRROR_RETRIES",
+    show_envvar=True,
     type=click.IntRange(min=0, max=20),
     default=DEFAULT_RETRIES,
     show_default=True,

@@ -28,8 +28,6 @@ from mirror.config import parse_database_url
 from mirror.db import create_db_engine
 from mirror.standin import StandIn
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -10,10 +11,19 @@ from sqlalchemy import Engine, text
 
 from mirror.cli import cli
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
     """Invoke the real click command, with stdout and stderr kept apart."""
-    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+    return CliRunner().invoke(
+        cli,
+        list(args),
+        input=input,
+        env=env,
+        catch_exceptions=False,
+        prog_name="autoenhance-mirror",
+    )
 
 
 def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
