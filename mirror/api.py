@@ -125,9 +125,7 @@ class ImageFetcher:
         except (TimeoutError, httpx.TimeoutException):
             return _failed(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
         except httpx.ConnectError as exc:
-            refused = isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError) or (
-                "refused" in str(exc).lower()
-            )
+            refused = _caused_by(exc, ConnectionRefusedError)
             message = "connection refused" if refused else f"cannot connect: {_reason(exc)}"
             return FetchFailed(image_id, "connection", message, refused=refused), 0.0
         except httpx.TransportError as exc:
@@ -185,6 +183,18 @@ def _retry_after(response: httpx.Response) -> float:
             return 0.0
         seconds = when.timestamp() - time.time()
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is anywhere in the chain of causes (httpx wraps httpcore wraps anyio)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(exc: Exception) -> str:

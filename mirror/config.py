@@ -43,7 +43,12 @@ def parse_database_url(raw: str) -> URL:
 
 
 def masked(url: URL) -> str:
-    """The URL as it may be shown to a person: the password replaced by ***."""
+    """The URL as it may be shown to a person: the password replaced by ***.
+
+    The driver picked for a plain `postgresql://` URL is left out, as the user wrote none.
+    """
+    if url.drivername == "postgresql+psycopg":
+        url = url.set(drivername="postgresql")
     return url.render_as_string(hide_password=True)
 
 

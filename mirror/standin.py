@@ -26,6 +26,7 @@ from typing import Any
 
 _IMAGE_PATH = re.compile(r"^/v3/images/([^/?#]+)/?$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_ANY_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -146,6 +147,7 @@ class StandInState:
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # consumed one per request
     requests: Counter[str] = field(default_factory=Counter)  # image_id → requests seen
     paths: Counter[str] = field(default_factory=Counter)  # "GET /v3/images/{id}" → count
+    # (any UUID in a path is shown as {id}, so tests can assert which endpoints were called)
     times: list[float] = field(default_factory=list)  # monotonic arrival of each image request
     last_headers: dict[str, str] = field(default_factory=dict)
     in_flight: int = 0
@@ -281,7 +283,7 @@ class StandIn:
         path = target.split("?", 1)[0]
         match = _IMAGE_PATH.match(path)
         with state.lock:
-            state.paths[f"{method} {'/v3/images/{id}' if match else path}"] += 1
+            state.paths[f"{method} {_ANY_UUID.sub('{id}', path)}"] += 1
         if path == "/__standin/stats":
             await _send(writer, 200, json.dumps(state.stats()).encode())
             return True

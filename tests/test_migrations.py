@@ -140,7 +140,5 @@ def test_unreachable_database_exits_3_with_the_password_masked() -> None:
     url = "postgresql://mirror:hunter2-secret@127.0.0.1:1/nowhere"
     result = run_cli("db", "upgrade", "--database-url", url)
     assert result.exit_code == 3
-    assert "cannot use the database postgresql+psycopg://mirror:***@127.0.0.1:1/nowhere" in (
-        result.stderr
-    )
+    assert "cannot use the database postgresql://mirror:***@127.0.0.1:1/nowhere" in (result.stderr)
     assert "hunter2-secret" not in result.output

@@ -1,0 +1,74 @@
+"""What the sync does when the API misbehaves: retries, failures recorded, fatal stops."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import new_ids, rows, run_cli, scalar
+from sqlalchemy import Engine
+
+from mirror.standin import Fault, StandIn
+
+
+def sync(base_url: str, database_url: str, *args: str) -> object:
+    return run_cli("sync", "--base-url", base_url, "--database-url", database_url, *args)
+
+
+def test_dropped_connections_are_retried(standin: StandIn, database_url: str) -> None:
+    ids = new_ids(2)
+    standin.state.script(ids[0], Fault(drop=True))
+    standin.state.script(ids[1], Fault(drop_mid_body=True))
+    result = sync(standin.url, database_url, *ids, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["inserted"] == 2
+    assert standin.state.requests == {ids[0]: 2, ids[1]: 2}
+
+
+def test_timeouts_are_retried_then_recorded(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    image_id = new_ids(1)[0]
+    standin.state.script(image_id, Fault(delay=3), Fault(delay=3))
+    result = sync(standin.url, database_url, image_id, "--timeout", "0.3", "--retries", "1")
+    assert result.exit_code == 1
+    assert standin.state.requests[image_id] == 2
+    [failure] = rows(engine, "SELECT kind, http_status, message FROM sync_failures")
+    assert failure["kind"] == "timeout" and failure["http_status"] is None
+    assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
+
+
+def test_retry_after_is_honoured(standin: StandIn, database_url: str) -> None:
+    image_id = new_ids(1)[0]
+    standin.state.script(image_id, Fault(status=429, retry_after="1"))
+    result = sync(standin.url, database_url, image_id)
+    assert result.exit_code == 0
+    first, second = standin.state.times
+    assert second - first >= 1.0
+
+
+def test_a_rejected_key_stops_at_once_and_keeps_what_was_fetched(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(5)
+    standin.state.script(ids[2], Fault(status=401))
+    key = "sk-live-DO-NOT-LEAK-91c2"
+    result = sync(standin.url, database_url, *ids, "--concurrency", "1", "--api-key", key)
+    assert result.exit_code == 3
+    assert "API key" in result.stderr and "401" in result.stderr
+    assert key not in result.output
+    assert standin.state.total_requests == 3  # nothing after the 401
+    assert {r["image_id"] for r in rows(engine, "SELECT image_id FROM images")} == set(ids[:2])
+    [run] = rows(engine, "SELECT status, inserted, error FROM sync_runs")
+    assert (run["status"], run["inserted"]) == ("failed", 2)
+    assert "401" in run["error"] and key not in run["error"]
+
+
+def test_an_api_that_cannot_be_reached_stops_the_run_early(
+    database_url: str, engine: Engine
+) -> None:
+    result = sync("http://127.0.0.1:1", database_url, *new_ids(50), "--retries", "0")
+    assert result.exit_code == 3
+    assert "cannot reach the API at http://127.0.0.1:1" in result.stderr
+    [run] = rows(engine, "SELECT status, requested, failed FROM sync_runs")
+    assert run["status"] == "failed" and run["requested"] == 50
+    assert run["failed"] < 50  # stopped early, not each image in turn
