@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from mirror.config import (
     parse_database_url,
 )
 from mirror.demo import demo_image_ids
-from mirror.errors import InputError, MirrorError
+from mirror.errors import InputError, Interrupted, MirrorError
 from mirror.ids import IdSource, collect_ids
 from mirror.report import build_report, format_counts
 from mirror.standin import StandIn, StandInState
@@ -46,6 +47,9 @@ class MirrorGroup(click.Group):
             redact: Redactor = ctx.meta.get("redact", Redactor())
             click.echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # a signal outside a sync's own handling: nothing fetched
+            click.echo("error: interrupted", err=True)
+            ctx.exit(Interrupted.exit_code)
 
 
 def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -427,4 +431,6 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
 
 
 def main() -> None:
+    # SIGTERM (what cron and systemd send) behaves like Ctrl-C: a sync commits and exits 130.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     cli(prog_name="autoenhance-mirror")

@@ -21,6 +21,7 @@ from mirror.config import Redactor, masked
 from mirror.errors import DatabaseUnavailable, InputError, SchemaMismatch
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+APPLICATION_NAME = "autoenhance-mirror"  # what pg_stat_activity shows for our sessions
 
 
 def migrations_path() -> Path:
@@ -40,7 +41,11 @@ def create_db_engine(url: URL) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    return create_engine(
+        url,
+        pool_pre_ping=True,  # a connection the server dropped is replaced, not used
+        connect_args={"connect_timeout": 10, "application_name": APPLICATION_NAME},
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

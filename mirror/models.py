@@ -138,6 +138,9 @@ class SyncRun(SQLModel, table=True):
     not_found: int = _count()
     failed: int = _count()
     error: str | None = _text()
+    # Who runs it, so a second sync can say who holds the lock.
+    pid: int | None = Field(default=None, sa_column=Column(Integer))
+    host: str | None = _text()
 
 
 class SyncFailure(SQLModel, table=True):

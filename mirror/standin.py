@@ -266,6 +266,8 @@ class StandIn:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            pass  # the stand-in is shutting down with this request in flight
         except ValueError:
             with contextlib.suppress(ConnectionError):
                 await _send(writer, 400, b'{"detail": {}, "message": "Bad Request"}')

@@ -5,6 +5,8 @@ Each batch is one transaction, so a killed process leaves every row as it was or
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -62,10 +64,29 @@ class Batch:
 
 
 def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
+    """Record a new run as `running`; runs left `running` by a dead process become interrupted.
+
+    Only called with the sync lock held, so any other `running` row is an abandoned one.
+    """
     with engine.begin() as connection:
+        connection.execute(
+            update(sync_runs_table)
+            .where(sync_runs_table.c.status == "running")
+            .values(
+                status="interrupted",
+                finished_at=now,
+                error="abandoned: its process ended before finishing (killed or crashed)",
+            )
+        )
         result = connection.execute(
             insert(sync_runs_table)
-            .values(started_at=now, status="running", requested=requested)
+            .values(
+                started_at=now,
+                status="running",
+                requested=requested,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+            )
             .returning(sync_runs_table.c.id)
         )
         return int(result.scalar_one())

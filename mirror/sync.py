@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mirror import db, store
 from mirror.api import (
@@ -22,6 +24,7 @@ from mirror.api import (
     ApiSettings,
     Fetched,
     FetchFailed,
+    FetchResult,
     ImageFetcher,
     make_http_client,
 )
@@ -33,6 +36,7 @@ from mirror.errors import (
     InvalidPayload,
     MirrorError,
 )
+from mirror.lock import sync_lock
 from mirror.payload import ImageRow, parse_body, to_row
 from mirror.ratelimit import RateLimiter
 from mirror.store import Batch, Counts, Failure
@@ -109,30 +113,34 @@ def sync_images(
     FatalError subclasses for key rejection, an unreachable API or database, after committing
     what was fetched and recording the run as failed.
     """
-    db.ensure_schema(engine, allow_upgrade=not options.dry_run)
-    run_id = None
-    if not options.dry_run:
-        run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
-    run = _Run(
-        engine=engine,
-        run_id=run_id,
-        options=options,
-        on_progress=on_progress,
-        on_warning=on_warning,
-    )
-    try:
-        asyncio.run(run.execute(image_ids))
-    except MirrorError as exc:
-        run.close("failed", error=redact(str(exc)))
-        raise
-    except KeyboardInterrupt:
-        run.close("interrupted", error="interrupted by a signal")
-        raise Interrupted("interrupted; what was committed before the signal is kept") from None
-    except BaseException as exc:
-        run.close("failed", error=redact(f"{type(exc).__name__}: {exc}"))
-        raise
-    status = run_status(len(image_ids), run.counts)
-    run.close(status)
+    with sync_lock(engine):
+        db.ensure_schema(engine, allow_upgrade=not options.dry_run)
+        run_id = None
+        if not options.dry_run:
+            run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
+        run = _Run(
+            engine=engine,
+            run_id=run_id,
+            options=options,
+            on_progress=on_progress,
+            on_warning=on_warning,
+        )
+        try:
+            asyncio.run(run.execute(image_ids))
+        except MirrorError as exc:
+            run.close("failed", error=redact(str(exc)))
+            raise
+        except BaseException as exc:
+            run.close("failed", error=redact(f"{type(exc).__name__}: {exc}"))
+            raise
+        if run.interrupted:
+            run.close("interrupted", error="interrupted by a signal")
+            raise Interrupted(
+                f"interrupted by a signal; {run.counts.total()} of {len(image_ids)} images "
+                "were committed, the rest were never tried"
+            )
+        status = run_status(len(image_ids), run.counts)
+        run.close(status)
     return SyncSummary(
         run_id=run_id,
         status=status,
@@ -163,8 +171,29 @@ class _Run:
         self.counts = Counts()
         self.failures: list[Failure] = []
         self.fatal: MirrorError | None = None
+        self.interrupted = False
+        self._in_flight: set[asyncio.Future[FetchResult]] = set()
         self._answered = False  # the API answered at least once
         self._refused = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.fatal is not None or self.interrupted
+
+    def _abort(self, error: MirrorError) -> None:
+        """Stop issuing requests, and drop those in flight: the run cannot go on."""
+        if self.fatal is None:
+            self.fatal = error
+        self._cancel_in_flight()
+
+    def _interrupt(self) -> None:
+        """SIGINT/SIGTERM: no new requests, none waited for; what was fetched is committed."""
+        self.interrupted = True
+        self._cancel_in_flight()
+
+    def _cancel_in_flight(self) -> None:
+        for request in self._in_flight:
+            request.cancel()
 
     async def execute(self, image_ids: Sequence[str]) -> None:
         queue: asyncio.Queue[ImageRow | str | Failure | None] = asyncio.Queue(
@@ -173,39 +202,51 @@ class _Run:
         settings = self.options.api
         pending = iter(image_ids)
         limiter = RateLimiter(self.options.max_rate)
-        async with make_http_client(settings) as http:
-            fetcher = ImageFetcher(
-                http,
-                limiter=limiter,
-                retries=settings.retries,
-                timeout=settings.timeout,
-                backoff_base=self.options.backoff_base,
-            )
-            writer = asyncio.create_task(self._write(queue))
-            workers = max(1, min(settings.concurrency, len(image_ids)))
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(self._fetch(fetcher, pending, queue))
-            await queue.put(None)
-            await writer
-        if self.fatal is not None:
+        with _signals_handled_by(self._interrupt):
+            async with make_http_client(settings) as http:
+                fetcher = ImageFetcher(
+                    http,
+                    limiter=limiter,
+                    retries=settings.retries,
+                    timeout=settings.timeout,
+                    backoff_base=self.options.backoff_base,
+                )
+                writer = asyncio.create_task(self._write(queue))
+                workers = max(1, min(settings.concurrency, len(image_ids)))
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(self._fetch(fetcher, pending, queue))
+                await queue.put(None)
+                await writer
+        if self.fatal is not None and not self.interrupted:
             raise self.fatal
 
     async def _fetch(
         self,
         fetcher: ImageFetcher,
-        pending: Any,
+        pending: Iterator[str],
         queue: asyncio.Queue[ImageRow | str | Failure | None],
     ) -> None:
         for image_id in pending:
-            if self.fatal is not None:
+            if self.stopping:
                 return
+            # The request runs as its own task, so a signal can cancel it without losing
+            # what this worker already handed to the writer.
+            request = asyncio.ensure_future(fetcher.fetch(image_id))
+            self._in_flight.add(request)
             try:
-                result = await fetcher.fetch(image_id)
-            except MirrorError as exc:  # the key was rejected: stop everything
-                self.fatal = self.fatal or exc
+                await asyncio.wait({request})
+            finally:
+                self._in_flight.discard(request)
+            if request.cancelled():
                 return
-            await queue.put(self._outcome(result))
+            error = request.exception()
+            if isinstance(error, MirrorError):  # the key was rejected: stop everything
+                self._abort(error)
+                return
+            if error is not None:
+                raise error
+            await queue.put(self._outcome(request.result()))
             if self.on_progress is not None:
                 self.on_progress(1)
 
@@ -255,20 +296,29 @@ class _Run:
     async def _commit(self, batch: Batch) -> None:
         if not batch or isinstance(self.fatal, DatabaseUnavailable):
             return
-        try:
-            counts, failures = await asyncio.to_thread(
-                store.apply_batch,
-                self.engine,
-                batch=batch,
-                run_id=self.run_id,
-                now=_now(),
-                dry_run=self.options.dry_run,
-            )
-        except SQLAlchemyError as exc:
-            self.fatal = DatabaseUnavailable(db.describe_db_error(self.engine.url, exc))
+        for attempt in (1, 2):
+            try:
+                counts, failures = await asyncio.to_thread(
+                    store.apply_batch,
+                    self.engine,
+                    batch=batch,
+                    run_id=self.run_id,
+                    now=_now(),
+                    dry_run=self.options.dry_run,
+                )
+            except OperationalError as exc:
+                # The connection was lost (server restarted, connection killed): the batch's
+                # transaction was rolled back, so it is retried once on a new connection.
+                if attempt == 1:
+                    continue
+                self._abort(DatabaseUnavailable(db.describe_db_error(self.engine.url, exc)))
+                return
+            except SQLAlchemyError as exc:
+                self._abort(DatabaseUnavailable(db.describe_db_error(self.engine.url, exc)))
+                return
+            self.counts.add(counts)
+            self.failures.extend(failures)
             return
-        self.counts.add(counts)
-        self.failures.extend(failures)
 
     def close(self, status: str, *, error: str | None = None) -> None:
         if self.run_id is None:
@@ -286,6 +336,22 @@ class _Run:
 
 
 _FLUSH: Any = object()
+
+
+@contextlib.contextmanager
+def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to `handler` while the event loop runs (main thread only)."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def _add(batch: Batch, item: ImageRow | str | Failure) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import email.utils
+import itertools
 import json
+import time
 
+import httpx
+import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine
 
+from mirror.api import RETRY_AFTER_CAP, _retry_after
 from mirror.standin import Fault, StandIn
 
 
@@ -72,3 +78,67 @@ def test_an_api_that_cannot_be_reached_stops_the_run_early(
     [run] = rows(engine, "SELECT status, requested, failed FROM sync_runs")
     assert run["status"] == "failed" and run["requested"] == 50
     assert run["failed"] < 50  # stopped early, not each image in turn
+
+
+def test_retry_after_as_an_http_date_is_honoured(standin: StandIn, database_url: str) -> None:
+    image_id = new_ids(1)[0]
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    standin.state.script(image_id, Fault(status=503, retry_after=when))
+    assert sync(standin.url, database_url, image_id).exit_code == 0
+    first, second = standin.state.times
+    assert second - first >= 1.0
+
+
+def test_a_429_slows_the_whole_run_not_just_one_request(
+    standin: StandIn, database_url: str
+) -> None:
+    ids = new_ids(40)
+    standin.state.latency = 0.02
+    standin.state.script(ids[5], Fault(status=429, retry_after="1"))
+    result = sync(standin.url, database_url, *ids, "--concurrency", "4", "--max-rate", "0")
+    assert result.exit_code == 0
+    times = sorted(standin.state.times)
+    # The 429 was answered about 20 ms after the request for ids[5] arrived; afterwards
+    # the other workers waited too: some gap of nearly a second in all the traffic.
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) >= 0.9
+
+
+def test_huge_and_non_utf8_bodies_are_invalid_payloads(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(3)
+    standin.state.script(ids[0], Fault(body=b"{" + b" " * (5 * 1024 * 1024) + b"}"))
+    standin.state.script(ids[1], Fault(body='{"image_name": "caf\u00e9"}'.encode("latin-1")))
+    result = sync(standin.url, database_url, *ids)
+    assert result.exit_code == 1
+    messages = {
+        r["image_id"]: (r["kind"], r["message"])
+        for r in rows(engine, "SELECT image_id, kind, message FROM sync_failures")
+    }
+    assert messages[ids[0]][0] == "invalid_payload" and "larger than" in messages[ids[0]][1]
+    assert messages[ids[1]][0] == "invalid_payload" and "not UTF-8" in messages[ids[1]][1]
+    assert rows(engine, "SELECT image_id FROM images") == [{"image_id": ids[2]}]
+
+
+def test_403_is_a_rejected_key_too(standin: StandIn, database_url: str) -> None:
+    image_id = new_ids(1)[0]
+    standin.state.script(image_id, Fault(status=403))
+    result = sync(standin.url, database_url, image_id, "--api-key", "k-123456")
+    assert result.exit_code == 3
+    assert "HTTP 403" in result.stderr and "k-123456" not in result.output
+    assert standin.state.total_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0", 0.0), ("999999", RETRY_AFTER_CAP), ("soon", 0.0), ("", 0.0)],
+)
+def test_retry_after_values_are_parsed_and_capped(value: str, expected: float) -> None:
+    response = httpx.Response(429, headers={"Retry-After": value})
+    assert _retry_after(response) == expected
+
+
+def test_a_retry_after_date_far_away_is_capped() -> None:
+    far = email.utils.formatdate(time.time() + 86_400, usegmt=True)
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": far})) == RETRY_AFTER_CAP

@@ -71,6 +71,8 @@ def test_upgrade_creates_exactly_the_specified_schema(database_url: str, engine:
         "not_found",
         "failed",
         "error",
+        "pid",
+        "host",
     }
     assert {c["name"] for c in inspector.get_columns("sync_failures")} == {
         "id",
@@ -105,7 +107,7 @@ def test_models_and_migrations_agree(database_url: str, engine: Engine) -> None:
 def test_downgrade_base_then_upgrade_head(database_url: str, engine: Engine) -> None:
     assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
     current = run_cli("db", "current", "--database-url", database_url)
-    assert current.stdout.strip() == "0001 (head)"
+    assert current.stdout.strip() == "0002 (head)"
 
     down = run_cli("db", "downgrade", "base", "--database-url", database_url)
     assert down.exit_code == 0, down.output

@@ -1,0 +1,261 @@
+"""Cron-grade promises: locks, signals, kills, database trouble, status. Real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import new_ids, rows, run_cli, scalar
+from sqlalchemy import Engine, text
+
+from mirror.lock import sync_lock
+from mirror.payload import content_hash
+from mirror.standin import Fault, StandIn, record_for
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI in its own process, as cron runs it (`python -m mirror`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for_requests(standin: StandIn, n: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while standin.state.total_requests < n:
+        assert time.monotonic() < deadline, "the sync never got going"
+        time.sleep(0.02)
+
+
+# --- one sync at a time ----------------------------------------------------------------------
+
+
+def test_a_second_sync_exits_75_naming_the_holder(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
+    with sync_lock(engine):
+        result = run_cli(
+            "sync", *new_ids(2), "--base-url", standin.url, "--database-url", database_url
+        )
+    assert result.exit_code == 75
+    assert "another sync is running against this database" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr or "server pid" in result.stderr
+    assert standin.state.total_requests == 0
+    assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
+
+
+def test_a_killed_holder_does_not_block_the_next_sync(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from mirror.config import parse_database_url\n"
+            "from mirror.db import create_db_engine\n"
+            "from mirror.lock import sync_lock\n"
+            "with sync_lock(create_db_engine(parse_database_url(sys.argv[1]))):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(120)\n",
+            database_url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    assert run_cli("sync", *new_ids(1), *common).exit_code == 75
+    holder.kill()  # SIGKILL: no clean-up runs
+    holder.wait()
+    deadline = time.monotonic() + 10
+    while (result := run_cli("sync", *new_ids(1), *common)).exit_code == 75:
+        assert time.monotonic() < deadline, "the lock outlived its process"
+        time.sleep(0.2)
+    assert result.exit_code == 0, result.output
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_commits_what_was_fetched_and_exits_130(
+    standin: StandIn, database_url: str, engine: Engine, sig: signal.Signals
+) -> None:
+    ids = new_ids(200)
+    standin.state.latency = 0.05
+    for image_id in ids[40:]:
+        standin.state.script(image_id, Fault(delay=60))  # slow requests in flight
+    process = start_cli(
+        "sync", *ids, "--concurrency", "4", "--base-url", standin.url,
+        "--database-url", database_url,
+    )  # fmt: skip
+    wait_for_requests(standin, 44)
+    time.sleep(0.3)
+    signalled = time.monotonic()
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - signalled < 3
+    assert "interrupted" in stderr
+    [run] = rows(engine, "SELECT * FROM sync_runs")
+    assert run["status"] == "interrupted" and run["finished_at"] is not None
+    stored = scalar(engine, "SELECT count(*) FROM images")
+    assert stored == run["inserted"] == 40  # every answered request was committed
+    assert run["requested"] - (run["inserted"] + run["failed"]) == 160  # never tried
+
+
+# --- kill -9 at random points ----------------------------------------------------------------
+
+
+def test_sigkill_at_random_points_never_leaves_a_partial_row(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(400)
+    standin.state.latency = 0.005
+    common = ["--base-url", standin.url, "--database-url", database_url, "--concurrency", "8"]
+    rng = random.Random(20261124)
+    for _ in range(6):
+        process = start_cli("sync", *ids, *common)
+        time.sleep(rng.uniform(0.3, 1.5))
+        process.kill()
+        process.wait()
+        check_every_row_is_complete(engine)
+    result = run_cli("sync", *ids, *common, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["requested"] == 400 == summary["inserted"] + summary["unchanged"]
+    check_every_row_is_complete(engine)
+    assert scalar(engine, "SELECT count(*) FROM images") == 400
+    statuses = [r["status"] for r in rows(engine, "SELECT status FROM sync_runs ORDER BY id")]
+    assert "running" not in statuses  # abandoned runs were marked when the next one started
+    assert statuses[-1] == "succeeded"
+
+
+def check_every_row_is_complete(engine: Engine) -> None:
+    for row in rows(engine, "SELECT * FROM images"):
+        body = record_for(row["image_id"])
+        assert row["content_hash"] == content_hash(body)
+        assert row["image_name"] == body["image_name"]
+        assert row["status"] == body["status"]
+        assert row["first_synced_at"] is not None and row["last_synced_at"] is not None
+
+
+# --- database trouble ------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_sqlite_exits_3_before_any_request(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("these are my notes, not a database\n" * 100)
+    result = run_cli(
+        "sync", *new_ids(1), "--base-url", standin.url, "--database-url", f"sqlite:///{not_a_db}"
+    )
+    assert result.exit_code == 3
+    assert "cannot use the database" in result.stderr and "not a database" in result.stderr
+    assert standin.state.total_requests == 0
+    assert not_a_db.read_text().startswith("these are my notes")
+
+
+def test_an_unreachable_database_exits_3_before_any_request(standin: StandIn) -> None:
+    url = "postgresql://mirror:pw-never-shown@127.0.0.1:1/mirror"
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
+    assert result.exit_code == 3
+    assert "postgresql://mirror:***@127.0.0.1:1/mirror" in result.stderr
+    assert "pw-never-shown" not in result.output
+    assert standin.state.total_requests == 0
+
+
+def test_sqlite_locked_by_another_writer_waits_instead_of_failing(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'mirror.db'}"
+    assert run_cli("db", "upgrade", "--database-url", url).exit_code == 0
+    import sqlite3
+
+    blocker = sqlite3.connect(tmp_path / "mirror.db", check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(1.5, blocker.rollback)
+    release.start()
+    try:
+        result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", url)
+    finally:
+        release.join()
+        blocker.close()
+    assert result.exit_code == 0, result.output
+    assert "3 new" in result.stdout
+
+
+@pytest.mark.postgres
+def test_postgres_connections_killed_mid_run_are_replaced(
+    standin: StandIn, postgres_url: str
+) -> None:
+    from mirror.config import parse_database_url
+    from mirror.db import create_db_engine
+
+    engine = create_db_engine(parse_database_url(postgres_url))
+    ids = new_ids(120)
+    standin.state.latency = 0.05
+    process = start_cli(
+        "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
+        "--database-url", postgres_url,
+    )  # fmt: skip
+    killed = 0
+    for _ in range(3):
+        time.sleep(0.8)
+        with engine.begin() as connection:
+            killed += connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"name": "autoenhance-mirror"},
+            ).scalar_one()
+    stdout, stderr = process.communicate(timeout=60)
+    assert killed >= 1
+    assert process.returncode == 0, stderr
+    assert "120 new" in stdout
+    assert scalar(engine, "SELECT count(*) FROM images") == 120
+    engine.dispose()
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def test_status_shows_counts_runs_and_last_failures(standin: StandIn, database_url: str) -> None:
+    ids = new_ids(4)
+    standin.state.script(ids[3], *[Fault(status=500)] * 3)
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    assert run_cli("sync", *ids[:3], *common).exit_code == 0
+    assert run_cli("sync", *ids, *common, "--retries", "1").exit_code == 1
+    result = run_cli("status", "--database-url", database_url, "--json")
+    assert result.exit_code == 0, result.output
+    status: dict[str, Any] = json.loads(result.stdout)
+    assert sum(status["images_by_status"].values()) == 3
+    assert [r["status"] for r in status["runs"]] == ["partial", "succeeded"]
+    assert status["last_run_failures"] == [
+        {
+            "image_id": ids[3],
+            "kind": "http_error",
+            "http_status": 500,
+            "message": "HTTP 500 Internal Server Error",
+        }
+    ]
+    text_out = run_cli("status", "--database-url", database_url).stdout
+    assert "images by status" in text_out and f"http_error: {ids[3]}" in text_out
