@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from mirror.config import Redactor, masked
 from mirror.errors import DatabaseUnavailable, InputError, SchemaMismatch
@@ -33,7 +33,19 @@ def migrations_path() -> Path:
 
 
 def create_db_engine(url: URL) -> Engine:
-    """An engine for `url`; SQLite gets WAL and a busy timeout so readers never fail a sync."""
+    """An engine for `url`; SQLite gets WAL and a busy timeout so readers never fail a sync.
+
+    Raises InputError for a URL the driver rejects (say a SQLite URL with a host).
+    """
+    try:
+        return _create_engine(url)
+    except ArgumentError as exc:
+        redact = Redactor.for_run(api_key=None, database_url=url)
+        first_line = str(exc).splitlines()[0]
+        raise InputError(f"--database-url {redact(first_line)}") from None
+
+
+def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url,

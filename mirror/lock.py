@@ -20,6 +20,7 @@ from typing import IO, Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from mirror.config import masked
 from mirror.db import APPLICATION_NAME, connect, describe_db_error
 from mirror.errors import DatabaseUnavailable, LockHeld
 
@@ -124,7 +125,10 @@ def _file_lock(engine: Engine) -> Iterator[None]:
     try:
         handle: IO[str] = path.open("a+", encoding="utf-8")
     except OSError as exc:
-        raise DatabaseUnavailable(f"cannot create the lock file {path}: {exc.strerror}") from None
+        raise DatabaseUnavailable(
+            f"cannot use the database {masked(engine.url)}: "
+            f"cannot create its lock file {path}: {exc.strerror}"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
