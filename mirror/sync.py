@@ -173,6 +173,7 @@ class _Run:
         self.fatal: MirrorError | None = None
         self.interrupted = False
         self._in_flight: set[asyncio.Future[FetchResult]] = set()
+        self._requested = 0
         self._answered = False  # the API answered at least once
         self._refused = 0
 
@@ -200,6 +201,7 @@ class _Run:
             maxsize=2 * BATCH_SIZE
         )
         settings = self.options.api
+        self._requested = len(image_ids)
         pending = iter(image_ids)
         limiter = RateLimiter(self.options.max_rate)
         with _signals_handled_by(self._interrupt):
@@ -254,10 +256,13 @@ class _Run:
         if isinstance(result, FetchFailed):
             if result.refused and not self._answered:
                 self._refused += 1
-                if self._refused >= UNREACHABLE_AFTER and self.fatal is None:
-                    self.fatal = ApiUnreachable(
-                        f"cannot reach the API at {self.options.api.base_url}: every connection "
-                        "was refused; check --base-url and the network, nothing more was tried"
+                if self._refused >= min(UNREACHABLE_AFTER, self._requested):
+                    self._abort(
+                        ApiUnreachable(
+                            f"cannot reach the API at {self.options.api.base_url}: every "
+                            "connection was refused; check --base-url and the network, "
+                            "nothing more was tried"
+                        )
                     )
             else:
                 self._answered = True

@@ -142,3 +142,12 @@ def test_retry_after_values_are_parsed_and_capped(value: str, expected: float) -
 def test_a_retry_after_date_far_away_is_capped() -> None:
     far = email.utils.formatdate(time.time() + 86_400, usegmt=True)
     assert _retry_after(httpx.Response(429, headers={"Retry-After": far})) == RETRY_AFTER_CAP
+
+
+def test_a_single_image_against_an_api_that_is_not_there_is_fatal(
+    database_url: str, engine: Engine
+) -> None:
+    result = sync("http://127.0.0.1:1", database_url, *new_ids(1), "--retries", "0")
+    assert result.exit_code == 3
+    assert "cannot reach the API" in result.stderr
+    assert scalar(engine, "SELECT status FROM sync_runs") == "failed"

@@ -32,16 +32,18 @@ def secret_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[st
     database = make_url(database_url).database
     admin = create_engine(parse_database_url(server.admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        admin_user = connection.execute(text("SELECT current_user")).scalar_one()
         connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
-        connection.execute(text(f'ALTER DATABASE "{database}" OWNER TO {role}'))
+    # The test database's owner (the admin role) lets the new role create tables in it.
+    owner = create_engine(parse_database_url(database_url), isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        connection.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}"))
+    owner.dispose()
     yield (
         make_url(database_url)
         .set(username=role, password=PASSWORD)
         .render_as_string(hide_password=False)
     )
     with admin.connect() as connection:
-        connection.execute(text(f'ALTER DATABASE "{database}" OWNER TO "{admin_user}"'))
         connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         connection.execute(text(f"DROP ROLE {role}"))
     admin.dispose()
