@@ -186,6 +186,14 @@ class StandInState:
             "paths": dict(self.paths),
         }
 
+    def reset(self) -> None:
+        """Forget what was seen (for benchmarks that reuse one stand-in across runs)."""
+        with self.lock:
+            self.requests.clear()
+            self.paths.clear()
+            self.times.clear()
+            self.max_in_flight = 0
+
     def _next_fault(self, image_id: str) -> Fault | None:
         with self.lock:
             queue = self.faults.get(image_id)
@@ -288,6 +296,10 @@ class StandIn:
             state.paths[f"{method} {_ANY_UUID.sub('{id}', path)}"] += 1
         if path == "/__standin/stats":
             await _send(writer, 200, json.dumps(state.stats()).encode())
+            return True
+        if path == "/__standin/reset":
+            state.reset()
+            await _send(writer, 200, b"{}")
             return True
         if method != "GET":
             await _send(writer, 405, _error_body(405))

@@ -151,3 +151,13 @@ def test_a_single_image_against_an_api_that_is_not_there_is_fatal(
     assert result.exit_code == 3
     assert "cannot reach the API" in result.stderr
     assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
+
+
+def test_retries_count_against_the_rate_limit(standin: StandIn, database_url: str) -> None:
+    ids = new_ids(20)
+    for image_id in ids:
+        standin.state.script(image_id, Fault(status=503))
+    result = sync(standin.url, database_url, *ids, "--max-rate", "15", "--concurrency", "8")
+    assert result.exit_code == 0
+    assert standin.state.total_requests == 40
+    assert standin.state.max_per_second() <= 15
