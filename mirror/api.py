@@ -1,22 +1,40 @@
 """The Autoenhance HTTP client: `GET /v3/images/{id}` with retries, backoff and pacing.
 
 Only read-only endpoints are ever called (spec §5): nothing here can change or buy anything.
+Requests go through a `Transport`, one per fetch worker: the lean keep-alive connection of
+`http11.py` by default, or a shared httpx client when a proxy is configured (httpx honours
+HTTP(S)_PROXY / NO_PROXY; `MIRROR_HTTP_CLIENT=httpx` forces it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import random
+import ssl
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-import httpx
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from mirror import __version__
 from mirror.errors import ApiKeyRejected
+from mirror.http11 import (
+    BodyTooLarge,
+    ConnectFailed,
+    Connection,
+    ConnectionLost,
+    HttpError,
+    Origin,
+    RawResponse,
+    request_head,
+)
 from mirror.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    import httpx  # imported at run time only when a proxy needs it
 
 USER_AGENT = f"autoenhance-mirror/{__version__} (+https://pypi.org/project/autoenhance-mirror/)"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -36,6 +54,16 @@ class ApiSettings:
     timeout: float = 30.0
     retries: int = 3
     concurrency: int = 8
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "x-api-version": self.api_version,
+        }
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        return headers
 
 
 @dataclass(frozen=True)
@@ -60,102 +88,177 @@ class FetchFailed:
 FetchResult = Fetched | FetchFailed
 
 
-def make_http_client(settings: ApiSettings) -> httpx.AsyncClient:
-    """One AsyncClient for the run: base URL, headers, timeouts, a pool sized to concurrency."""
-    headers = {
-        "User-Agent": USER_AGENT,
-        "Accept": "application/json",
-        "x-api-version": settings.api_version,
-    }
-    if settings.api_key:
-        headers["x-api-key"] = settings.api_key
-    return httpx.AsyncClient(
-        base_url=settings.base_url,
-        headers=headers,
-        timeout=httpx.Timeout(settings.timeout),
-        limits=httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        ),
-        follow_redirects=False,
-    )
+class Transport(Protocol):
+    """Sends one GET at a time; raises `http11` errors or TimeoutError."""
+
+    async def get(self, path: str) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Http11Transport:
+    """One dedicated keep-alive connection (see `http11.py` for why)."""
+
+    def __init__(self, settings: ApiSettings, ssl_context: ssl.SSLContext | None) -> None:
+        self._origin = Origin.parse(settings.base_url)
+        self._headers = settings.headers()
+        self._connection = Connection(self._origin, ssl_context=ssl_context)
+
+    async def get(self, path: str) -> RawResponse:
+        head = request_head(self._origin, path, self._headers)
+        return await self._connection.get(head, max_body=MAX_BODY_BYTES)
+
+    async def aclose(self) -> None:
+        self._connection.close()
+
+
+class HttpxTransport:
+    """A view on a shared httpx client, for set-ups that need a proxy."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def get(self, path: str) -> RawResponse:
+        import httpx
+
+        try:
+            async with self._client.stream("GET", path) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                    raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                    chunks.append(chunk)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return RawResponse(
+                    response.status_code, response.reason_phrase, headers, b"".join(chunks)
+                )
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+        except httpx.ConnectError as exc:
+            refused = _caused_by(exc, ConnectionRefusedError)
+            message = "connection refused" if refused else f"cannot connect: {exc}"
+            raise ConnectFailed(message, refused=refused) from None
+        except httpx.TransportError as exc:
+            raise ConnectionLost(str(exc) or type(exc).__name__) from None
+
+    async def aclose(self) -> None:
+        pass  # the shared client is closed by its owner
+
+
+class TransportFactory:
+    """Makes one transport per worker; owns what they share (TLS context or httpx client)."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+        self._client: httpx.AsyncClient | None = None
+        self._ssl: ssl.SSLContext | None = None
+        if _needs_httpx(settings.base_url):
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                base_url=settings.base_url,
+                headers=settings.headers(),
+                timeout=httpx.Timeout(settings.timeout),
+                limits=httpx.Limits(max_connections=settings.concurrency),
+                follow_redirects=False,
+            )
+        elif settings.base_url.startswith("https://"):
+            self._ssl = ssl.create_default_context()
+
+    def __call__(self) -> Transport:
+        if self._client is not None:
+            return HttpxTransport(self._client)
+        return Http11Transport(self._settings, self._ssl)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _needs_httpx(base_url: str) -> bool:
+    if os.environ.get("MIRROR_HTTP_CLIENT", "").lower() == "httpx":
+        return True
+    proxies = urllib.request.getproxies_environment()
+    scheme = base_url.split("://", 1)[0]
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    host = Origin.parse(base_url).host
+    return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
 
 
 class ImageFetcher:
-    """Fetches one image at a time per call; safe to call concurrently from many tasks."""
+    """GETs images with retries, backoff and the run's shared pacing."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
         *,
         limiter: RateLimiter,
         retries: int,
         timeout: float,
         backoff_base: float = BACKOFF_BASE,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
-        self._http = http
         self._limiter = limiter
         self._retries = retries
         self._timeout = timeout
         self._backoff_base = backoff_base
+        self._jitter = jitter
 
-    async def fetch(self, image_id: str) -> FetchResult:
+    async def fetch(self, transport: Transport, image_id: str) -> FetchResult:
         """GET the image, retrying what is retryable. Raises ApiKeyRejected on 401/403."""
         attempt = 0
         while True:
-            result, retry_after = await self._attempt(image_id)
+            result, retry_after = await self._attempt(transport, image_id)
             if isinstance(result, Fetched) or retry_after is None or attempt >= self._retries:
                 return result
             attempt += 1
             delay = self._backoff(attempt, retry_after)
             if result.http_status == 429:
-                self._limiter.pause(delay)
+                self._limiter.pause(delay)  # the whole run slows down, not just this image
             await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float) -> float:
         exponential = min(BACKOFF_CAP, self._backoff_base * 2.0 ** (attempt - 1))
-        jittered = exponential / 2 + random.uniform(0, exponential / 2)
-        return max(jittered, retry_after)
+        return max(exponential / 2 + self._jitter(0, exponential / 2), retry_after)
 
-    async def _attempt(self, image_id: str) -> tuple[FetchResult, float | None]:
+    async def _attempt(
+        self, transport: Transport, image_id: str
+    ) -> tuple[FetchResult, float | None]:
         """One request. Returns the result and, when it may be retried, the minimum wait."""
         await self._limiter.acquire()
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._request(image_id)
-        except (TimeoutError, httpx.TimeoutException):
+                response = await transport.get(f"/v3/images/{image_id}")
+        except TimeoutError:
             return _failed(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
-        except httpx.ConnectError as exc:
-            refused = _caused_by(exc, ConnectionRefusedError)
-            message = "connection refused" if refused else f"cannot connect: {_reason(exc)}"
-            return FetchFailed(image_id, "connection", message, refused=refused), 0.0
-        except httpx.TransportError as exc:
-            return _failed(image_id, "connection", f"connection lost: {_reason(exc)}"), 0.0
+        except ConnectFailed as exc:
+            return FetchFailed(image_id, "connection", str(exc), refused=exc.refused), 0.0
+        except BodyTooLarge as exc:
+            return _failed(image_id, "invalid_payload", str(exc), 200), None
+        except HttpError as exc:
+            return _failed(image_id, "connection", f"connection lost: {exc}"), 0.0
+        return _interpret(image_id, response)
 
-    async def _request(self, image_id: str) -> tuple[FetchResult, float | None]:
-        async with self._http.stream("GET", f"/v3/images/{image_id}") as response:
-            status = response.status_code
-            if status in (401, 403):
-                raise ApiKeyRejected(
-                    f"the API rejected the request with HTTP {status}: the API key is missing, "
-                    "wrong or revoked; check --api-key / AUTOENHANCE_API_KEY"
-                )
-            if status == 404:
-                return _failed(image_id, "not_found", "HTTP 404", status), None
-            if status != 200:
-                retry_after = _retry_after(response) if status in RETRYABLE_STATUS else None
-                message = f"HTTP {status} {response.reason_phrase}".strip()
-                return _failed(image_id, "http_error", message, status), retry_after
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                return _too_big(image_id), None
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    return _too_big(image_id), None
-                chunks.append(chunk)
-            return Fetched(image_id, b"".join(chunks)), None
+
+def _interpret(image_id: str, response: RawResponse) -> tuple[FetchResult, float | None]:
+    status = response.status
+    if status == 200:
+        return Fetched(image_id, response.body), None
+    if status in (401, 403):
+        raise ApiKeyRejected(
+            f"the API rejected the request with HTTP {status}: the API key is missing, "
+            "wrong or revoked; check --api-key / AUTOENHANCE_API_KEY"
+        )
+    if status == 404:
+        return _failed(image_id, "not_found", "HTTP 404", status), None
+    retry_after = _retry_after(response.headers) if status in RETRYABLE_STATUS else None
+    message = f"HTTP {status} {response.reason}".strip()
+    return _failed(image_id, "http_error", message, status), retry_after
 
 
 def _failed(
@@ -164,13 +267,9 @@ def _failed(
     return FetchFailed(image_id, kind, message, status)
 
 
-def _too_big(image_id: str) -> FetchFailed:
-    return _failed(image_id, "invalid_payload", f"body larger than {MAX_BODY_BYTES} bytes", 200)
-
-
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(headers: dict[str, str]) -> float:
     """Seconds to wait from Retry-After (delta-seconds or HTTP date), capped; 0 when absent."""
-    value = response.headers.get("retry-after", "").strip()
+    value = headers.get("retry-after", "").strip()
     if not value:
         return 0.0
     seconds: float
@@ -195,7 +294,3 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) or type(exc).__name__

@@ -27,11 +27,8 @@ from mirror.config import (
     masked,
     parse_database_url,
 )
-from mirror.demo import demo_image_ids
 from mirror.errors import InputError, Interrupted, MirrorError
 from mirror.ids import IdSource, collect_ids
-from mirror.report import build_report, format_counts
-from mirror.standin import StandIn, StandInState
 from mirror.sync import SyncOptions, SyncSummary, sync_images
 
 MAX_FAILURES_SHOWN = 20
@@ -329,6 +326,8 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     Example:
         autoenhance-mirror status
     """
+    from mirror.report import build_report, format_counts
+
     engine = open_engine(ctx, database_url)
     db.ensure_schema(engine, allow_upgrade=False)
     report = build_report(engine)
@@ -381,6 +380,8 @@ def stand_in(
         autoenhance-mirror stand-in --port 8000 &
         autoenhance-mirror sync --base-url http://127.0.0.1:8000 --from-file ids.txt
     """
+    from mirror.standin import StandIn, StandInState
+
     state = StandInState(latency=latency / 1000, require_key=require_key)
     if faults is not None:
         try:
@@ -412,6 +413,10 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     Example:
         autoenhance-mirror demo
     """
+    from mirror.demo import demo_image_ids
+    from mirror.report import build_report, format_counts
+    from mirror.standin import StandIn
+
     engine = open_engine(ctx, database_url)
     ids = demo_image_ids(count)
     with StandIn(host="127.0.0.1", port=0) as server:

@@ -6,19 +6,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from mirror.config import Redactor, masked
 from mirror.errors import DatabaseUnavailable, InputError, SchemaMismatch
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic itself is imported only when a migration runs: it is a fifth of the start-up time
+# of every sync, which normally finds the schema current.
+#
+# The revisions of migrations/versions, oldest first (tests check this against Alembic's own
+# reading of the directory, so a new migration cannot be forgotten here).
+SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 APPLICATION_NAME = "autoenhance-mirror"  # what pg_stat_activity shows for our sessions
@@ -90,6 +96,8 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config built in code: no ini file, no URL, the live connection handed over."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_path()))
     if connection is not None:
@@ -109,19 +117,12 @@ class SchemaState:
 
 
 def schema_state(connection: Connection) -> SchemaState:
-    script = ScriptDirectory.from_config(alembic_config())
-    head = script.get_current_head()
-    assert head is not None, "the migrations directory has no revisions"
-    current = MigrationContext.configure(connection).get_current_revision()
-    known = current is None or _revision_exists(script, current)
-    return SchemaState(current=current, head=head, known=known)
-
-
-def _revision_exists(script: ScriptDirectory, revision: str) -> bool:
-    try:
-        return script.get_revision(revision) is not None
-    except CommandError:
-        return False
+    current = None
+    if inspect(connection).has_table("alembic_version"):
+        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    connection.commit()
+    known = current is None or current in SCHEMA_REVISIONS
+    return SchemaState(current=current, head=SCHEMA_HEAD, known=known)
 
 
 def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
@@ -152,6 +153,8 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
                     f"the database schema is at {state.current!r}, older than {state.head!r}; "
                     "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
                 )
+            from alembic import command
+
             command.upgrade(alembic_config(connection), "head")
             connection.commit()
             return schema_state(connection)
@@ -160,11 +163,11 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    _run_command(engine, command.upgrade, revision)
+    _run_command(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    _run_command(engine, command.downgrade, revision)
+    _run_command(engine, "downgrade", revision)
 
 
 def current_revision(engine: Engine) -> SchemaState:
@@ -172,10 +175,13 @@ def current_revision(engine: Engine) -> SchemaState:
         return schema_state(connection)
 
 
-def _run_command(engine: Engine, fn: Any, revision: str) -> None:
+def _run_command(engine: Engine, name: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     with connect(engine) as connection:
         try:
-            fn(alembic_config(connection), revision)
+            getattr(command, name)(alembic_config(connection), revision)
             connection.commit()
         except CommandError as exc:
             raise InputError(f"alembic: {exc}") from None

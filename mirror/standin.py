@@ -119,7 +119,9 @@ class Fault:
     (longer than the client's timeout = a timeout); drop: close the connection without an
     answer; drop_mid_body: send the headers and half the body, then close; body: send these raw
     bytes/text as a 200 body; json: send this JSON value as the 200 body; extra: properties
-    merged into the normal record.
+    merged into the normal record; chunked: send the body with chunked transfer-encoding;
+    close: answer with `Connection: close` and close the connection; hangup: answer, then
+    close the connection without saying so (as servers do with idle keep-alive connections).
     """
 
     status: int | None = None
@@ -130,6 +132,9 @@ class Fault:
     body: str | bytes | None = None
     json: Any = None
     extra: dict[str, Any] | None = None
+    chunked: bool = False
+    close: bool = False
+    hangup: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -323,24 +328,39 @@ class StandIn:
     async def _respond_image(
         self, writer: asyncio.StreamWriter, image_id: str, headers: dict[str, str]
     ) -> bool:
+        # The answer is prepared first and sent `latency` after the request arrived, so the
+        # stand-in's own work does not add to the latency a benchmark asks for.
+        loop = asyncio.get_running_loop()
         state = self.state
         fault = state._next_fault(image_id) or Fault()
-        delay = state.latency + fault.delay
-        if delay:
-            await asyncio.sleep(delay)
-        if state.require_key is not None and headers.get("x-api-key") != state.require_key:
-            await _send(writer, 401, _error_body(401))
-            return True
-        if fault.drop:
+        send_at = loop.time() + state.latency + fault.delay
+        status, body, extra_headers, keep_alive = self._answer(image_id, headers, fault)
+        if (wait := send_at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        if status is None:  # drop the connection without an answer
             return False
+        if fault.drop_mid_body and status == 200:
+            await _send(writer, 200, body, cut_at=len(body) // 2)
+            return False
+        if fault.close:
+            extra_headers = {**extra_headers, "Connection": "close"}
+        await _send(writer, status, body, extra_headers, chunked=fault.chunked)
+        return keep_alive and not fault.close and not fault.hangup
+
+    def _answer(
+        self, image_id: str, headers: dict[str, str], fault: Fault
+    ) -> tuple[int | None, bytes, dict[str, str], bool]:
+        """(status or None to drop, body, extra headers, keep the connection open)."""
+        state = self.state
+        if state.require_key is not None and headers.get("x-api-key") != state.require_key:
+            return 401, _error_body(401), {}, True
+        if fault.drop:
+            return None, b"", {}, False
         if fault.status is not None and fault.status != 200:
             extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            await _send(writer, fault.status, _error_body(fault.status), extra_headers)
-            return True
+            return fault.status, _error_body(fault.status), extra_headers, True
         if image_id in state.missing:
-            await _send(writer, 404, _error_body(404))
-            return True
-        body: bytes
+            return 404, _error_body(404), {}, True
         if fault.body is not None:
             body = fault.body.encode() if isinstance(fault.body, str) else fault.body
         elif fault.json is not None:
@@ -350,11 +370,7 @@ class StandIn:
             if fault.extra:
                 record = {**record, **fault.extra}
             body = json.dumps(record).encode()
-        if fault.drop_mid_body:
-            await _send(writer, 200, body, cut_at=len(body) // 2)
-            return False
-        await _send(writer, 200, body)
-        return True
+        return 200, body, {}, True
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
@@ -382,12 +398,16 @@ async def _send(
     extra_headers: dict[str, str] | None = None,
     *,
     cut_at: int | None = None,
+    chunked: bool = False,
 ) -> None:
-    head = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-    ]
+    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json"]
+    if chunked:
+        head.append("Transfer-Encoding: chunked")
+        third = max(1, len(body) // 3)
+        pieces = [body[i : i + third] for i in range(0, len(body), third)]
+        body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    else:
+        head.append(f"Content-Length: {len(body)}")
     head += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
     writer.write(body if cut_at is None else body[:cut_at])

@@ -26,7 +26,8 @@ from mirror.api import (
     FetchFailed,
     FetchResult,
     ImageFetcher,
-    make_http_client,
+    Transport,
+    TransportFactory,
 )
 from mirror.config import Redactor
 from mirror.errors import (
@@ -204,28 +205,43 @@ class _Run:
         self._requested = len(image_ids)
         pending = iter(image_ids)
         limiter = RateLimiter(self.options.max_rate)
+        factory = TransportFactory(settings)
+        fetcher = ImageFetcher(
+            limiter=limiter,
+            retries=settings.retries,
+            timeout=settings.timeout,
+            backoff_base=self.options.backoff_base,
+        )
         with _signals_handled_by(self._interrupt):
-            async with make_http_client(settings) as http:
-                fetcher = ImageFetcher(
-                    http,
-                    limiter=limiter,
-                    retries=settings.retries,
-                    timeout=settings.timeout,
-                    backoff_base=self.options.backoff_base,
-                )
+            try:
                 writer = asyncio.create_task(self._write(queue))
                 workers = max(1, min(settings.concurrency, len(image_ids)))
                 async with asyncio.TaskGroup() as group:
                     for _ in range(workers):
-                        group.create_task(self._fetch(fetcher, pending, queue))
+                        group.create_task(self._fetch(fetcher, factory(), pending, queue))
                 await queue.put(None)
                 await writer
+            finally:
+                await factory.aclose()
         if self.fatal is not None and not self.interrupted:
             raise self.fatal
 
     async def _fetch(
         self,
         fetcher: ImageFetcher,
+        transport: Transport,
+        pending: Iterator[str],
+        queue: asyncio.Queue[ImageRow | str | Failure | None],
+    ) -> None:
+        try:
+            await self._fetch_all(fetcher, transport, pending, queue)
+        finally:
+            await transport.aclose()
+
+    async def _fetch_all(
+        self,
+        fetcher: ImageFetcher,
+        transport: Transport,
         pending: Iterator[str],
         queue: asyncio.Queue[ImageRow | str | Failure | None],
     ) -> None:
@@ -234,7 +250,7 @@ class _Run:
                 return
             # The request runs as its own task, so a signal can cancel it without losing
             # what this worker already handed to the writer.
-            request = asyncio.ensure_future(fetcher.fetch(image_id))
+            request = asyncio.ensure_future(fetcher.fetch(transport, image_id))
             self._in_flight.add(request)
             try:
                 await asyncio.wait({request})

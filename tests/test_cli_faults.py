@@ -7,7 +7,6 @@ import itertools
 import json
 import time
 
-import httpx
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine
@@ -135,13 +134,12 @@ def test_403_is_a_rejected_key_too(standin: StandIn, database_url: str) -> None:
     [("5", 5.0), ("0", 0.0), ("999999", RETRY_AFTER_CAP), ("soon", 0.0), ("", 0.0)],
 )
 def test_retry_after_values_are_parsed_and_capped(value: str, expected: float) -> None:
-    response = httpx.Response(429, headers={"Retry-After": value})
-    assert _retry_after(response) == expected
+    assert _retry_after({"retry-after": value}) == expected
 
 
 def test_a_retry_after_date_far_away_is_capped() -> None:
     far = email.utils.formatdate(time.time() + 86_400, usegmt=True)
-    assert _retry_after(httpx.Response(429, headers={"Retry-After": far})) == RETRY_AFTER_CAP
+    assert _retry_after({"retry-after": far}) == RETRY_AFTER_CAP
 
 
 def test_a_single_image_against_an_api_that_is_not_there_is_fatal(

@@ -144,3 +144,14 @@ def test_unreachable_database_exits_3_with_the_password_masked() -> None:
     assert result.exit_code == 3
     assert "cannot use the database postgresql://mirror:***@127.0.0.1:1/nowhere" in (result.stderr)
     assert "hunter2-secret" not in result.output
+
+
+def test_the_code_knows_every_revision_in_migrations() -> None:
+    """db.SCHEMA_REVISIONS (read without importing Alembic) matches the directory."""
+    from alembic.script import ScriptDirectory
+
+    from mirror.db import SCHEMA_REVISIONS
+
+    script = ScriptDirectory.from_config(alembic_config())
+    walked = [rev.revision for rev in script.walk_revisions()]  # newest first
+    assert tuple(reversed(walked)) == SCHEMA_REVISIONS
