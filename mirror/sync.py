@@ -42,7 +42,7 @@ from mirror.payload import ImageRow, parse_body, to_row
 from mirror.ratelimit import RateLimiter
 from mirror.store import Batch, Counts, Failure
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
 # This many refused connections, with no answer from the API at all, means it is not there.
 UNREACHABLE_AFTER = 3

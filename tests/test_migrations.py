@@ -92,6 +92,11 @@ def test_upgrade_creates_exactly_the_specified_schema(database_url: str, engine:
         assert columns["last_synced_at"]["type"].timezone is True
         assert types["image_id"] == "TEXT" and types["date_added"] == "BIGINT"
         assert types["upscale"] == "BOOLEAN"
+        with engine.connect() as connection:
+            options = connection.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE relname = 'images'"
+            ).scalar()
+        assert options == ["fillfactor=70"]  # room for HOT updates of last_synced_at
 
 
 def test_models_and_migrations_agree(database_url: str, engine: Engine) -> None:
@@ -107,7 +112,7 @@ def test_models_and_migrations_agree(database_url: str, engine: Engine) -> None:
 def test_downgrade_base_then_upgrade_head(database_url: str, engine: Engine) -> None:
     assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
     current = run_cli("db", "current", "--database-url", database_url)
-    assert current.stdout.strip() == "0002 (head)"
+    assert current.stdout.strip() == "0003 (head)"
 
     down = run_cli("db", "downgrade", "base", "--database-url", database_url)
     assert down.exit_code == 0, down.output

@@ -77,7 +77,7 @@ def test_wheel_ships_migrations_and_runs_from_anywhere(
     upgraded = run(installed, tmp_path, "db", "upgrade", "--database-url", database_url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert run(installed, tmp_path, "db", "current", "--database-url", database_url).stdout == (
-        "0002 (head)\n"
+        "0003 (head)\n"
     )
 
     ids = new_ids(3)
