@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -28,7 +28,7 @@ from mirror.config import (
     parse_database_url,
 )
 from mirror.errors import InputError, Interrupted, MirrorError
-from mirror.ids import IdSource, collect_ids
+from mirror.ids import IdSource, RequestedIds, collect_ids
 from mirror.sync import SyncOptions, SyncSummary, sync_images
 
 MAX_FAILURES_SHOWN = 20
@@ -211,7 +211,7 @@ def sync(
 
 def _run_sync(
     engine: Engine,
-    ids: list[str],
+    ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,
     *,
@@ -254,8 +254,9 @@ def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
             f"  {failure.kind}: {failure.image_id}{status}: {failure.message}",
             err=True,
         )
-    if len(summary.failures) > len(shown):
-        more = len(summary.failures) - len(shown)
+    total_failures = summary.counts.failed + summary.counts.not_found
+    if total_failures > len(shown):
+        more = total_failures - len(shown)
         click.echo(f"  … and {more} more (see the sync_failures table)", err=True)
 
 

@@ -1,9 +1,16 @@
-"""Reading and validating the image IDs a sync is asked for, before any request is made."""
+"""Reading and validating the image IDs a sync is asked for, before any request is made.
+
+Lists can hold millions of IDs, so they are streamed: a first pass validates everything and
+remembers each distinct ID as a 128-bit integer (about 75 bytes each, not a list of strings);
+iterating the result reads the sources again and yields each ID once, in first-seen order.
+Standard input, which cannot be read twice, is spooled to a temporary file on the first pass.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -28,20 +35,55 @@ def canonical_id(value: str) -> str | None:
     return value.lower() if _UUID.fullmatch(value) else None
 
 
-def collect_ids(source: IdSource) -> list[str]:
-    """Every requested ID, canonical and de-duplicated, in first-seen order.
+class RequestedIds:
+    """The validated, de-duplicated IDs: `len()` is the number of distinct IDs; iterating
+    yields them (canonical) in first-seen order by reading the sources again.
 
-    Blank lines and `#` comments in the file are skipped. Raises InputError naming every bad
-    value and where it came from (argument N, or file:line) when any is not a UUID.
+    Iterable once: the set of IDs still to yield shrinks as they are yielded.
     """
-    seen: dict[str, None] = {}
+
+    def __init__(self, source: IdSource, file: TextIO | None, unique: set[int]) -> None:
+        self._source = source
+        self._file = file
+        self._count = len(unique)
+        self._unique: set[int] | None = unique
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        pending, self._unique = self._unique, None
+        if pending is None:
+            raise RuntimeError("RequestedIds can be iterated only once")
+        if self._file is not None:
+            self._file.seek(0)
+        for _, raw in _entries(self._source.arguments, self._file, "-"):
+            image_id = raw.lower()
+            key = int(image_id.replace("-", ""), 16)
+            if key in pending:
+                pending.discard(key)  # later duplicates are skipped
+                yield image_id
+
+
+def collect_ids(source: IdSource) -> RequestedIds:
+    """Validate every requested ID before anything is fetched.
+
+    Blank lines and `#` comments in the file are skipped; surrounding spaces and CRLF line ends
+    are tolerated. Raises InputError naming every bad value and where it came from (argument N,
+    or file:line) when any is not a UUID, or when the file is not UTF-8 text.
+    """
+    name = "<stdin>" if source.file_name in (None, "-") else source.file_name
+    file = source.file
+    if file is not None and not file.seekable():
+        file = _spool(file, name)
+    unique: set[int] = set()
     errors: list[str] = []
-    for where, raw in _entries(source):
+    for where, raw in _entries(source.arguments, file, name):
         image_id = canonical_id(raw)
         if image_id is None:
-            errors.append(f"{where}: {raw.strip()!r} is not a UUID")
+            errors.append(f"{where}: {raw!r} is not a UUID")
         else:
-            seen.setdefault(image_id)
+            unique.add(int(image_id.replace("-", ""), 16))
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
         more = len(errors) - len(shown)
@@ -51,15 +93,37 @@ def collect_ids(source: IdSource) -> list[str]:
             f"(expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5); "
             f"nothing was fetched or written:\n{lines}"
         )
-    return list(seen)
+    return RequestedIds(source, file, unique)
 
 
-def _entries(source: IdSource) -> Iterable[tuple[str, str]]:
-    for number, value in enumerate(source.arguments, start=1):
-        yield f"argument {number}", value
-    if source.file is not None:
-        name = "<stdin>" if source.file_name in (None, "-") else source.file_name
-        for number, line in enumerate(source.file, start=1):
+def _entries(
+    arguments: tuple[str, ...], file: TextIO | None, name: str | None
+) -> Iterator[tuple[str, str]]:
+    for number, value in enumerate(arguments, start=1):
+        yield f"argument {number}", value.strip()
+    if file is None:
+        return
+    try:
+        for number, line in enumerate(file, start=1):
             stripped = line.strip()
             if stripped and not stripped.startswith("#"):
                 yield f"{name}:{number}", stripped
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name}: not UTF-8 text (byte {exc.start} of a line); nothing was fetched or written"
+        ) from None
+
+
+def _spool(file: TextIO, name: str) -> TextIO:
+    """Copy a stream that cannot be read twice (a pipe) to a temporary file."""
+    spooled = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (lives with the run)
+    try:
+        for line in file:
+            spooled.write(line)
+    except UnicodeDecodeError as exc:
+        spooled.close()
+        raise InputError(
+            f"{name}: not UTF-8 text (byte {exc.start}); nothing was fetched"
+        ) from None
+    spooled.seek(0)
+    return spooled

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,12 +37,14 @@ from mirror.errors import (
     InvalidPayload,
     MirrorError,
 )
+from mirror.ids import RequestedIds
 from mirror.lock import sync_lock
 from mirror.payload import ImageRow, parse_body, to_row
 from mirror.ratelimit import RateLimiter
 from mirror.store import Batch, Counts, Failure
 
 BATCH_SIZE = 1000
+MAX_FAILURES_KEPT = 100
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
 # This many refused connections, with no answer from the API at all, means it is not there.
 UNREACHABLE_AFTER = 3
@@ -102,13 +104,13 @@ def run_status(requested: int, counts: Counts) -> str:
 def sync_images(
     *,
     engine: Engine,
-    image_ids: Sequence[str],
+    image_ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> SyncSummary:
-    """Mirror `image_ids` (canonical, unique) into the database behind `engine`.
+    """Mirror `image_ids` (canonical, unique; iterated once) into the database behind `engine`.
 
     Migrates the schema first (a dry run only creates it on an empty database). Raises
     FatalError subclasses for key rejection, an unreachable API or database, after committing
@@ -197,7 +199,7 @@ class _Run:
         for request in self._in_flight:
             request.cancel()
 
-    async def execute(self, image_ids: Sequence[str]) -> None:
+    async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
         queue: asyncio.Queue[ImageRow | str | Failure | None] = asyncio.Queue(
             maxsize=2 * BATCH_SIZE
         )
@@ -338,7 +340,8 @@ class _Run:
                 self._abort(DatabaseUnavailable(db.describe_db_error(self.engine.url, exc)))
                 return
             self.counts.add(counts)
-            self.failures.extend(failures)
+            # All failures are in sync_failures; memory keeps only what a summary shows.
+            self.failures.extend(failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
             return
 
     def close(self, status: str, *, error: str | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -376,3 +378,31 @@ def test_a_database_at_an_unknown_revision_is_refused(
     assert revision in result.stderr and "upgrade autoenhance-mirror" in result.stderr
     assert standin.state.total_requests == 0
     assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
+
+
+def test_ids_piped_on_stdin_are_read_once_and_fetched_once(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """A pipe cannot be read twice: it is spooled while it is validated."""
+    ids = new_ids(3)
+    piped = "\n".join([ids[0], "# comment", ids[1], ids[0].upper(), ids[2]]) + "\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "--from-file", "-", "--json",
+         "--base-url", standin.url, "--database-url", database_url],
+        input=piped, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inserted"] == 3
+    assert standin.state.requests == dict.fromkeys(ids, 1)
+    assert scalar(engine, "SELECT count(*) FROM images") == 3
+
+
+def test_a_file_that_is_not_utf8_text_is_an_input_error(
+    standin: StandIn, database_url: str, tmp_path: Path
+) -> None:
+    id_file = tmp_path / "ids.bin"
+    id_file.write_bytes(new_ids(1)[0].encode() + b"\n\xff\xfe\x00garbage\n")
+    result = sync(standin, database_url, "--from-file", str(id_file))
+    assert result.exit_code == 2
+    assert "not UTF-8 text" in result.stderr
+    assert standin.state.total_requests == 0
