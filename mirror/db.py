@@ -72,8 +72,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # 64 MiB of page cache: random UUID keys touch every page of the primary key index.
-    cursor.execute("PRAGMA cache_size=-65536")
+    # 32 MiB of page cache: random UUID keys touch every page of the primary key index.
+    cursor.execute("PRAGMA cache_size=-32768")
     # Checkpoint every ~40 MiB of WAL rather than 4 MiB: far fewer fsyncs in a long sync.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()

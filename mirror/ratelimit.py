@@ -33,6 +33,7 @@ class RateLimiter:
         self._sent: deque[float] | None = deque(maxlen=window) if window >= 1 else None
         self._next = 0.0
         self._paused_until = 0.0
+        self._gate = asyncio.Lock()
 
     @property
     def limited(self) -> bool:
@@ -55,10 +56,14 @@ class RateLimiter:
         sent = self._sent
         if sent is None:
             return
-        # Re-check after every sleep: another task may have sent in the meantime.
-        while len(sent) == sent.maxlen and (wait := sent[0] + WINDOW_SECONDS - self._clock()) > 0:
-            await asyncio.sleep(wait)
-        sent.append(self._clock())
+        # One task at a time waits at the window guard: the others queue on the lock rather
+        # than all waking for every send (that herd cost ~0.5 ms of CPU per request).
+        async with self._gate:
+            while (
+                len(sent) == sent.maxlen and (wait := sent[0] + WINDOW_SECONDS - self._clock()) > 0
+            ):
+                await asyncio.sleep(wait)
+            sent.append(self._clock())
 
     def pause(self, seconds: float) -> None:
         """Hold every request not yet sent for `seconds` from now (e.g. after a 429)."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ class SyncSummary:
     counts: Counts
     dry_run: bool = False
     failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0  # from taking the lock to the last commit (start-up not included)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class SyncSummary:
             "requested": self.requested,
             **self.counts.as_dict(),
             "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
         }
 
     def line(self) -> str:
@@ -116,6 +119,7 @@ def sync_images(
     FatalError subclasses for key rejection, an unreachable API or database, after committing
     what was fetched and recording the run as failed.
     """
+    started = time.monotonic()
     with sync_lock(engine):
         db.ensure_schema(engine, allow_upgrade=not options.dry_run)
         run_id = None
@@ -151,6 +155,7 @@ def sync_images(
         counts=run.counts,
         dry_run=options.dry_run,
         failures=run.failures,
+        seconds=time.monotonic() - started,
     )
 
 
