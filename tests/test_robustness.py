@@ -215,9 +215,10 @@ def test_postgres_connections_killed_mid_run_are_replaced(
         "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
         "--database-url", postgres_url,
     )  # fmt: skip
+    wait_for_requests(standin, 10)  # mid-run: the schema is checked, the run row written
     killed = 0
     for _ in range(3):
-        time.sleep(0.8)
+        time.sleep(0.6)
         with engine.begin() as connection:
             killed += connection.execute(
                 text(
