@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 
 @dataclass(frozen=True)
@@ -165,13 +166,30 @@ def fresh_database(kind: str, scratch: str, postgres_url: str | None) -> tuple[s
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
 
-    def drop_database() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    def drop() -> None:
+        drop_database(admin, name)
         admin.dispose()
 
     migrate(url)
-    return url, drop_database
+    return url, drop
+
+
+def drop_database(admin: Engine, name: str) -> None:
+    """DROP DATABASE, waiting out sessions that are ending (autovacuum, a closing pool).
+
+    WITH (FORCE) is not used: a role without superuser rights may not terminate sessions
+    it does not own, and a benchmark or test must not need those rights.
+    """
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def migrate(url: str) -> None:

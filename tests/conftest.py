@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from mirror.config import parse_database_url
 from mirror.db import create_db_engine
@@ -46,6 +47,24 @@ def standin() -> Iterator[StandIn]:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
+def drop_database(admin: Engine, name: str) -> None:
+    """DROP DATABASE, waiting out sessions that are ending (autovacuum, a closing pool).
+
+    WITH (FORCE) is not used: a role without superuser rights may not terminate sessions
+    it does not own, and a benchmark or test must not need those rights.
+    """
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @dataclass
 class PostgresServer:
     admin_url: str  # connects to a maintenance database with CREATEDB rights
@@ -59,10 +78,8 @@ class PostgresServer:
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
     def drop_database(self, url: str) -> None:
-        name = make_url(url).database
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(engine, str(make_url(url).database))
         engine.dispose()
 
 

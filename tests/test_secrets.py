@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PostgresServer
+from conftest import PostgresServer, drop_database
 from helpers import new_ids, run_cli
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
@@ -43,8 +43,8 @@ def secret_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[st
         .set(username=role, password=PASSWORD)
         .render_as_string(hide_password=False)
     )
+    drop_database(admin, str(database))
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         connection.execute(text(f"DROP ROLE {role}"))
     admin.dispose()
 
