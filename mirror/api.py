@@ -151,10 +151,12 @@ class HttpxTransport:
 
 
 class TransportFactory:
-    """Makes one transport per worker; owns what they share (TLS context or httpx client)."""
+    """Makes one transport per worker; owns them and what they share (TLS context or httpx
+    client), and closes it all in `aclose`."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
+        self._made: list[Transport] = []
         self._client: httpx.AsyncClient | None = None
         self._ssl: ssl.SSLContext | None = None
         if _needs_httpx(settings.base_url):
@@ -171,11 +173,17 @@ class TransportFactory:
             self._ssl = ssl.create_default_context()
 
     def __call__(self) -> Transport:
+        transport: Transport
         if self._client is not None:
-            return HttpxTransport(self._client)
-        return Http11Transport(self._settings, self._ssl)
+            transport = HttpxTransport(self._client)
+        else:
+            transport = Http11Transport(self._settings, self._ssl)
+        self._made.append(transport)
+        return transport
 
     async def aclose(self) -> None:
+        for transport in self._made:
+            await transport.aclose()
         if self._client is not None:
             await self._client.aclose()
 

@@ -240,18 +240,6 @@ class _Run:
         pending: Iterator[str],
         queue: asyncio.Queue[ImageRow | str | Failure | None],
     ) -> None:
-        try:
-            await self._fetch_all(fetcher, transport, pending, queue)
-        finally:
-            await transport.aclose()
-
-    async def _fetch_all(
-        self,
-        fetcher: ImageFetcher,
-        transport: Transport,
-        pending: Iterator[str],
-        queue: asyncio.Queue[ImageRow | str | Failure | None],
-    ) -> None:
         for image_id in pending:
             if self.stopping:
                 return
