@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.api import FailureKind
 from mirror.models import images_table, sync_failures_table, sync_runs_table
@@ -109,6 +110,37 @@ def finish_run(
             .where(sync_runs_table.c.id == run_id)
             .values(status=status, finished_at=now, error=error, **counts.as_dict())
         )
+
+
+def store_batch(
+    engine: Engine, *, batch: Batch, run_id: int | None, now: datetime, dry_run: bool = False
+) -> tuple[Counts, list[Failure]]:
+    """`apply_batch`, isolating rows the database refuses (say a NUL character, which
+    PostgreSQL's text and JSONB cannot hold): the batch is then written image by image and
+    each refused image becomes an `invalid_payload` failure instead of ending the run.
+    """
+    try:
+        return apply_batch(engine, batch=batch, run_id=run_id, now=now, dry_run=dry_run)
+    except (DataError, IntegrityError):
+        pass
+    counts, failures = Counts(), []
+    singles = [Batch([row], [], []) for row in batch.rows]
+    singles += [Batch([], [image_id], []) for image_id in batch.missing]
+    singles += [Batch([], [], list(batch.failures))] if batch.failures else []
+    for single in singles:
+        try:
+            c, f = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
+        except (DataError, IntegrityError) as exc:
+            reason = " ".join(str(exc.orig).split())[:200]
+            refused = Failure(
+                single.rows[0].image_id, "invalid_payload", f"the database refused it: {reason}"
+            )
+            c, f = apply_batch(
+                engine, batch=Batch([], [], [refused]), run_id=run_id, now=now, dry_run=dry_run
+            )
+        counts.add(c)
+        failures.extend(f)
+    return counts, failures
 
 
 def apply_batch(
@@ -235,10 +267,12 @@ class _Statements:
             return {"now": stamp, "ids": ids, "hashes": hashes}
         return (stamp, json.dumps(list(zip(ids, hashes, strict=True))))
 
-    def ids_params(self, image_ids: Sequence[str], stamp: Any) -> Any:
+    def ids_params(self, image_ids: Sequence[str], stamp: Any = None) -> Any:
+        """Parameters of a statement on a list of IDs, with a timestamp unless it is None."""
         if self.dialect == "postgresql":
-            return {"ids": list(image_ids), "now": stamp}
-        return (stamp, json.dumps(image_ids))
+            return {"ids": list(image_ids)} | ({} if stamp is None else {"now": stamp})
+        ids = json.dumps(list(image_ids))
+        return (ids,) if stamp is None else (stamp, ids)
 
 
 JSON_COLUMNS = ("finetune_settings", "restage", "extra")
@@ -299,12 +333,7 @@ def _known_images(
     """image_id → (content_hash, is_deleted) for those of `image_ids` already mirrored."""
     if not image_ids:
         return {}
-    params = sql.ids_params(image_ids, None)
-    if sql.dialect == "sqlite":
-        params = params[1:]  # the select has no timestamp parameter
-    else:
-        del params["now"]
-    rows = connection.exec_driver_sql(sql.select_known, params)
+    rows = connection.exec_driver_sql(sql.select_known, sql.ids_params(image_ids))
     return {image_id: (digest, bool(deleted)) for image_id, digest, deleted in rows}
 
 

@@ -315,7 +315,7 @@ class _Run:
         for attempt in (1, 2):
             try:
                 counts, failures = await asyncio.to_thread(
-                    store.apply_batch,
+                    store.store_batch,
                     self.engine,
                     batch=batch,
                     run_id=self.run_id,

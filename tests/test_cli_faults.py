@@ -12,7 +12,7 @@ from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine
 
 from mirror.api import RETRY_AFTER_CAP, _retry_after
-from mirror.standin import Fault, StandIn
+from mirror.standin import Fault, StandIn, record_for
 
 
 def sync(base_url: str, database_url: str, *args: str) -> object:
@@ -159,3 +159,31 @@ def test_retries_count_against_the_rate_limit(standin: StandIn, database_url: st
     assert result.exit_code == 0
     assert standin.state.total_requests == 40
     assert standin.state.max_per_second() <= 15
+
+
+def test_a_value_the_database_cannot_hold_fails_that_image_only(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """PostgreSQL text and JSONB cannot hold NUL; SQLite can. Either way the run goes on."""
+    ids = new_ids(3)
+    odd = record_for(ids[1])
+    odd["image_name"] = "IMG\u0000.JPG"
+    odd["metadata"] = {"note": "a\u0000b"}
+    standin.state.records[ids[1]] = odd
+    result = sync(standin.url, database_url, *ids, "--json")
+    stored = {r["image_id"] for r in rows(engine, "SELECT image_id FROM images")}
+    if engine.dialect.name == "postgresql":
+        assert result.exit_code == 1, result.output
+        assert stored == {ids[0], ids[2]}
+        [failure] = rows(engine, "SELECT image_id, kind, message FROM sync_failures")
+        assert (failure["image_id"], failure["kind"]) == (ids[1], "invalid_payload")
+        assert "the database refused it" in failure["message"]
+    else:
+        assert result.exit_code == 0, result.output
+        assert stored == set(ids)
+        name = scalar(engine, "SELECT image_name FROM images WHERE image_id = :id", id=ids[1])
+        assert name == "IMG\u0000.JPG"
+    summary = json.loads(result.stdout)
+    assert summary["requested"] == sum(
+        summary[k] for k in ["inserted", "updated", "unchanged", "deleted", "not_found", "failed"]
+    )
