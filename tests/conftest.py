@@ -105,9 +105,25 @@ def _start_throwaway_cluster() -> tuple[str, Any] | str:
         prefix = [runuser, "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
     data, port = base / "data", _free_port()
+    password = uuid.uuid4().hex
+    pwfile = base / "pwfile"
+    pwfile.write_text(password + "\n")
+    if prefix:
+        shutil.chown(pwfile, "postgres")
     try:
         subprocess.run(
-            [*prefix, str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres"],
+            [
+                *prefix,
+                str(initdb),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                # Passwords are checked over TCP, as on a real server (tests rely on it).
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                f"--pwfile={pwfile}",
+            ],
             check=True,
             capture_output=True,
         )
@@ -137,7 +153,7 @@ def _start_throwaway_cluster() -> tuple[str, Any] | str:
         )
         shutil.rmtree(base, ignore_errors=True)
 
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+    return f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres", stop
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from mirror.lock import sync_lock
 from mirror.payload import content_hash
@@ -260,3 +261,16 @@ def test_status_shows_counts_runs_and_last_failures(standin: StandIn, database_u
     ]
     text_out = run_cli("status", "--database-url", database_url).stdout
     assert "images by status" in text_out and f"http_error: {ids[3]}" in text_out
+
+
+@pytest.mark.postgres
+def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_url: str) -> None:
+    url = make_url(postgres_url).set(password="definitely-wrong-pw")
+    result = run_cli(
+        "sync", *new_ids(1), "--base-url", standin.url,
+        "--database-url", url.render_as_string(hide_password=False),
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert "password authentication failed" in result.stderr
+    assert "definitely-wrong-pw" not in result.output
+    assert standin.state.total_requests == 0
