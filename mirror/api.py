@@ -15,7 +15,6 @@ import random
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -26,10 +25,10 @@ from mirror.http11 import (
     ConnectFailed,
     Connection,
     ConnectionLost,
+    GetTemplate,
     HttpError,
     Origin,
     RawResponse,
-    request_head,
 )
 from mirror.ratelimit import RateLimiter
 
@@ -100,13 +99,12 @@ class Http11Transport:
     """One dedicated keep-alive connection (see `http11.py` for why)."""
 
     def __init__(self, settings: ApiSettings, ssl_context: ssl.SSLContext | None) -> None:
-        self._origin = Origin.parse(settings.base_url)
-        self._headers = settings.headers()
-        self._connection = Connection(self._origin, ssl_context=ssl_context)
+        origin = Origin.parse(settings.base_url)
+        self._template = GetTemplate(origin, settings.headers())
+        self._connection = Connection(origin, ssl_context=ssl_context)
 
     async def get(self, path: str) -> RawResponse:
-        head = request_head(self._origin, path, self._headers)
-        return await self._connection.get(head, max_body=MAX_BODY_BYTES)
+        return await self._connection.get(self._template.head(path), max_body=MAX_BODY_BYTES)
 
     async def aclose(self) -> None:
         self._connection.close()
@@ -209,13 +207,11 @@ class ImageFetcher:
         retries: int,
         timeout: float,
         backoff_base: float = BACKOFF_BASE,
-        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self._limiter = limiter
         self._retries = retries
         self._timeout = timeout
         self._backoff_base = backoff_base
-        self._jitter = jitter
 
     async def fetch(self, transport: Transport, image_id: str) -> FetchResult:
         """GET the image, retrying what is retryable. Raises ApiKeyRejected on 401/403."""
@@ -232,7 +228,7 @@ class ImageFetcher:
 
     def _backoff(self, attempt: int, retry_after: float) -> float:
         exponential = min(BACKOFF_CAP, self._backoff_base * 2.0 ** (attempt - 1))
-        return max(exponential / 2 + self._jitter(0, exponential / 2), retry_after)
+        return max(exponential / 2 + random.uniform(0, exponential / 2), retry_after)
 
     async def _attempt(
         self, transport: Transport, image_id: str
