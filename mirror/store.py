@@ -131,6 +131,8 @@ def store_batch(
         try:
             c, f = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
         except (DataError, IntegrityError) as exc:
+            if not single.rows:
+                raise  # only an image's own values can be refused; anything else is ours
             reason = " ".join(str(exc.orig).split())[:200]
             refused = Failure(
                 single.rows[0].image_id, "invalid_payload", f"the database refused it: {reason}"
@@ -207,7 +209,8 @@ def apply_batch(
                         "image_id": f.image_id,
                         "kind": f.kind,
                         "http_status": f.http_status,
-                        "message": f.message,
+                        # Messages quote servers (reason phrases): no NUL for PostgreSQL's text.
+                        "message": f.message.replace("\x00", "\\x00"),
                         "occurred_at": now,
                     }
                     for f in failures
