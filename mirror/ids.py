@@ -109,9 +109,7 @@ def _entries(
             if stripped and not stripped.startswith("#"):
                 yield f"{name}:{number}", stripped
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{name}: not UTF-8 text (byte {exc.start} of a line); nothing was fetched or written"
-        ) from None
+        raise _not_utf8(name, exc) from None
 
 
 def _spool(file: TextIO, name: str) -> TextIO:
@@ -122,8 +120,12 @@ def _spool(file: TextIO, name: str) -> TextIO:
             spooled.write(line)
     except UnicodeDecodeError as exc:
         spooled.close()
-        raise InputError(
-            f"{name}: not UTF-8 text (byte {exc.start}); nothing was fetched"
-        ) from None
+        raise _not_utf8(name, exc) from None
     spooled.seek(0)
     return spooled
+
+
+def _not_utf8(name: str | None, exc: UnicodeDecodeError) -> InputError:
+    return InputError(
+        f"{name}: not UTF-8 text (byte {exc.start} of a line); nothing was fetched or written"
+    )
