@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NotRequired, TypedDict
@@ -76,6 +78,10 @@ API_COLUMNS = (*STRING_FIELDS, *BOOLEAN_FIELDS, *INTEGER_FIELDS, *ANY_FIELDS, *J
 CONTENT_COLUMNS = (*API_COLUMNS, "date_added_at", "extra", "content_hash")
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+# An image record is three levels deep. SQLite's JSON functions stop at 1,000 levels and
+# Python's json recursion near there: anything deeper than this is not an image record.
+MAX_DEPTH = 64
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SECONDS_BELOW = 10**11  # a date_added below this is epoch seconds, else milliseconds
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -90,25 +96,80 @@ class ImageRow:
 
 
 def parse_body(raw: bytes) -> Any:
-    """Decode a response body as strict UTF-8 JSON (no NaN/Infinity); raises InvalidPayload."""
+    """Decode a response body as strict UTF-8 JSON that every database can read back.
+
+    Raises InvalidPayload for what is not: bytes that are not UTF-8, text that is not JSON,
+    NaN/Infinity and numbers out of a double's range (`1e400` would be stored as `Infinity`,
+    which is not JSON), lone surrogate escapes (`"\\ud800"`, not Unicode), nesting deeper
+    than MAX_DEPTH.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidPayload(f"body is not UTF-8 (byte {exc.start})") from None
+    if _too_deep(text):
+        raise InvalidPayload(f"body is nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
         raise InvalidPayload(f"body is not JSON: {_shorten(str(exc))}") from None
+    try:
+        # Surrogates can only come from \u escapes (the text was valid UTF-8); then every
+        # string, key included, must pair them up.
+        if _SURROGATE_ESCAPE.search(text):
+            _canonical_json(body).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPayload(
+            f"body holds a lone surrogate escape ({exc.object[exc.start : exc.end]!a}), "
+            "which is not Unicode text"
+        ) from None
+    return body
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"the number {_shorten(literal, 40)} is out of range")
+    return value
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than MAX_DEPTH (a quick scan; strings can only make it
+    overestimate, and a body that deep is refused either way)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def content_hash(body: Any) -> str:
-    """A digest of the API's content that ignores key order."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+    """A digest of the API's content that ignores key order (`body` as `parse_body` made it)."""
+    return hashlib.blake2b(_canonical_json(body).encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _canonical_json(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def to_row(body: Any, *, requested_id: str) -> ImageRow:

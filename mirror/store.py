@@ -209,8 +209,7 @@ def apply_batch(
                         "image_id": f.image_id,
                         "kind": f.kind,
                         "http_status": f.http_status,
-                        # Messages quote servers (reason phrases): no NUL for PostgreSQL's text.
-                        "message": f.message.replace("\x00", "\\x00"),
+                        "message": _storable(f.message),
                         "occurred_at": now,
                     }
                     for f in failures
@@ -338,6 +337,13 @@ def _known_images(
         return {}
     rows = connection.exec_driver_sql(sql.select_known, sql.ids_params(image_ids))
     return {image_id: (digest, bool(deleted)) for image_id, digest, deleted in rows}
+
+
+def _storable(message: str) -> str:
+    """Messages quote servers and bodies: no NUL (PostgreSQL's text cannot hold it) and no
+    lone surrogate (not encodable), both shown escaped."""
+    escaped = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
 
 
 def _json_text(value: Any) -> str:

@@ -285,6 +285,9 @@ class _Run:
             row = to_row(parse_body(result.body), requested_id=result.image_id)
         except InvalidPayload as exc:
             return Failure(result.image_id, "invalid_payload", str(exc), 200)
+        except Exception as exc:  # a body nobody foresaw must fail its image, not the run
+            message = f"body cannot be mapped: {type(exc).__name__}: {exc}"[:300]
+            return Failure(result.image_id, "invalid_payload", message, 200)
         if self.on_warning is not None:
             for warning in row.warnings:
                 self.on_warning(f"image {row.image_id}: {warning}")

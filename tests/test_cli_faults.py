@@ -81,7 +81,8 @@ def test_an_api_that_cannot_be_reached_stops_the_run_early(
 
 def test_retry_after_as_an_http_date_is_honoured(standin: StandIn, database_url: str) -> None:
     image_id = new_ids(1)[0]
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    # Whole seconds: +3 s is at least 2 s away, whatever the fraction of now.
+    when = email.utils.formatdate(time.time() + 3, usegmt=True)
     standin.state.script(image_id, Fault(status=503, retry_after=when))
     assert sync(standin.url, database_url, image_id).exit_code == 0
     first, second = standin.state.times
@@ -187,3 +188,39 @@ def test_a_value_the_database_cannot_hold_fails_that_image_only(
     assert summary["requested"] == sum(
         summary[k] for k in ["inserted", "updated", "unchanged", "deleted", "not_found", "failed"]
     )
+
+
+BODIES_THAT_CANNOT_BE_MAPPED = {
+    "lone surrogate": b'{"image_name": "a\\ud800b"}',
+    "lone surrogate in a key": b'{"a\\udfffb": 1}',
+    "deep nesting": b'{"metadata": ' + b"[" * 990 + b"]" * 990 + b"}",
+    "deeper than Python's recursion": b'{"metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "a number out of range": b'{"metadata": {"ratio": 1e400}}',
+    "a negative number out of range": b'{"rating": -1e400}',
+}
+
+
+def test_a_body_that_cannot_be_mapped_fails_that_image_only(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """Any such body is an invalid_payload failure of its image: the run goes on, and the
+    images after it are mirrored (before, the first one crashed every run at that point)."""
+    ids = new_ids(len(BODIES_THAT_CANNOT_BE_MAPPED) + 2)
+    bad = dict(zip(ids[1:], BODIES_THAT_CANNOT_BE_MAPPED.values(), strict=False))
+    for image_id, body in bad.items():
+        standin.state.script(image_id, Fault(body=body))
+    result = sync(standin.url, database_url, *ids, "--json", "--concurrency", "1")
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["inserted"], summary["failed"]) == (2, len(bad))
+    failures = {
+        r["image_id"]: r
+        for r in rows(engine, "SELECT image_id, kind, http_status, message FROM sync_failures")
+    }
+    assert set(failures) == set(bad)
+    assert {f["kind"] for f in failures.values()} == {"invalid_payload"}
+    assert {f["http_status"] for f in failures.values()} == {200}
+    stored = {r["image_id"] for r in rows(engine, "SELECT image_id FROM images")}
+    assert stored == {ids[0], ids[-1]}
+    if engine.dialect.name == "sqlite":  # every stored JSON value reads back as JSON
+        assert scalar(engine, "SELECT min(json_valid(extra)) FROM images") == 1
