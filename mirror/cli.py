@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, TextIO
 
 import click
@@ -23,30 +24,60 @@ from mirror.config import (
     DEFAULT_MAX_RATE,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    DEMO_DATABASE_URL,
     Redactor,
+    check_base_url,
+    check_header_value,
     masked,
     parse_database_url,
 )
 from mirror.errors import InputError, Interrupted, MirrorError
 from mirror.ids import IdSource, RequestedIds, collect_ids
+from mirror.store import Failure
 from mirror.sync import SyncOptions, SyncSummary, sync_images
 
 MAX_FAILURES_SHOWN = 20
 
 
+# What an error's exit code is called in a --json error object.
+ERROR_STATUS = {2: "input_error", 3: "failed", 75: "locked", 130: "interrupted"}
+
+
 class MirrorGroup(click.Group):
-    """Maps the library's exceptions to a one-line message and the documented exit code."""
+    """Maps the library's exceptions to a one-line message and the documented exit code.
+
+    With `--json` the message also goes to stdout as one JSON object, so a script reading
+    stdout learns why there is no summary.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        # The subcommand's own words, not yet parsed (a bad option value fails in parsing).
+        as_json = "--json" in [*ctx._protected_args, *ctx.args]
         try:
             return super().invoke(ctx)
         except MirrorError as exc:
             redact: Redactor = ctx.meta.get("redact", Redactor())
-            click.echo(f"error: {redact(str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, redact(str(exc)), exc.exit_code, as_json=as_json)
         except KeyboardInterrupt:  # a signal outside a sync's own handling: nothing fetched
-            click.echo("error: interrupted", err=True)
-            ctx.exit(Interrupted.exit_code)
+            _fail(ctx, "interrupted", Interrupted.exit_code, as_json=as_json)
+        except click.ClickException as exc:
+            if not as_json:
+                raise
+            exc.show()
+            _json_error(exc.format_message(), exc.exit_code)
+            ctx.exit(exc.exit_code)
+
+
+def _fail(ctx: click.Context, message: str, exit_code: int, *, as_json: bool) -> None:
+    click.echo(f"error: {message}", err=True)
+    if as_json:
+        _json_error(message, exit_code)
+    ctx.exit(exit_code)
+
+
+def _json_error(message: str, exit_code: int) -> None:
+    status = ERROR_STATUS.get(exit_code, "error")
+    click.echo(json.dumps({"status": status, "exit_code": exit_code, "message": message}))
 
 
 def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,8 +116,8 @@ def cli() -> None:
 @click.argument("image_ids", nargs=-1, metavar="[IMAGE_ID]...")
 @click.option(
     "--from-file",
-    type=click.File("r", encoding="utf-8"),
-    help="File with one image ID a line (# comments and blank lines skipped); - for stdin.",
+    metavar="FILE",
+    help="File with one image ID a line (# starts a comment, blank lines skipped); - for stdin.",
 )
 @database_url_option
 @click.option(
@@ -147,14 +178,26 @@ def cli() -> None:
     show_default=True,
     help="Retries per image after the first attempt (429, 5xx, timeouts, connection errors).",
 )
-@click.option("--dry-run", is_flag=True, help="Fetch and compare; report what would change.")
+@click.option(
+    "--max-deletes",
+    envvar="MIRROR_MAX_DELETES",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="Mark at most N mirrored images deleted (404) in one run, else stop with exit 3 "
+    "and mark none. Default: 10 % of the requested images, at least 10.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Fetch and compare; list what would be new, changed or deleted. Writes nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when the run succeeds (cron).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def sync(
     ctx: click.Context,
     image_ids: tuple[str, ...],
-    from_file: TextIO | None,
+    from_file: str | None,
     database_url: str,
     api_key: str | None,
     base_url: str,
@@ -163,6 +206,7 @@ def sync(
     concurrency: int,
     timeout: float,
     retries: int,
+    max_deletes: int | None,
     dry_run: bool,
     quiet: bool,
     as_json: bool,
@@ -180,15 +224,10 @@ def sync(
     ctx.meta["redact"] = Redactor([api_key])
     if not image_ids and from_file is None:
         raise click.UsageError("give image IDs as arguments or with --from-file FILE")
-    ids = collect_ids(
-        IdSource(
-            arguments=image_ids,
-            file_name=from_file.name if from_file is not None else None,
-            file=from_file,
-        )
-    )
-    if not base_url.startswith(("http://", "https://")):
-        raise InputError(f"--base-url must start with http:// or https://, not {base_url!r}")
+    base_url = check_base_url(base_url)
+    check_header_value("--api-key", api_key, secret=True)
+    check_header_value("--api-version", api_version)
+    ids = collect_ids(IdSource(arguments=image_ids, file_name=from_file))
     engine = open_engine(ctx, database_url, api_key)
     options = SyncOptions(
         api=ApiSettings(
@@ -201,6 +240,7 @@ def sync(
         ),
         max_rate=max_rate or None,
         dry_run=dry_run,
+        max_deletes=max_deletes,
     )
     summary = _run_sync(
         engine, ids, options, ctx.meta["redact"], quiet=quiet, show_progress=not as_json
@@ -246,17 +286,32 @@ def _progress(length: int, *, enabled: bool) -> Iterator[Callable[[int], None] |
 def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
     if quiet and summary.status == "succeeded":
         return
-    click.echo(json.dumps(summary.as_dict()) if as_json else summary.line())
-    shown = summary.failures[:MAX_FAILURES_SHOWN]
+    left_out = summary.counts.failed + summary.counts.not_found - len(summary.failures)
+    if as_json:
+        report = summary.as_dict()
+        report["failures"] = [asdict(f) for f in summary.failures]
+        report["failures_left_out"] = max(0, left_out)
+        if summary.dry_run:
+            report["changes"] = [{"image_id": i, "change": c} for i, c in summary.changes]
+            report["changes_left_out"] = summary.changes_left_out
+        click.echo(json.dumps(report))
+    else:
+        click.echo(summary.line())
+        if summary.dry_run:
+            for image_id, change in summary.changes:
+                click.echo(f"  would be {change}: {image_id}")
+            if summary.changes_left_out:
+                click.echo(f"  … and {summary.changes_left_out} more")
+    failed = summary.counts.failed + summary.counts.not_found
+    _echo_failures(summary.failures[:MAX_FAILURES_SHOWN], failed)
+
+
+def _echo_failures(shown: list[Failure], total: int) -> None:
     for failure in shown:
         status = f" (HTTP {failure.http_status})" if failure.http_status else ""
-        click.echo(
-            f"  {failure.kind}: {failure.image_id}{status}: {failure.message}",
-            err=True,
-        )
-    total_failures = summary.counts.failed + summary.counts.not_found
-    if total_failures > len(shown):
-        more = total_failures - len(shown)
+        click.echo(f"  {failure.kind}: {failure.image_id}{status}: {failure.message}", err=True)
+    if total > len(shown):
+        more = total - len(shown)
         click.echo(f"  … and {more} more (see the sync_failures table)", err=True)
 
 
@@ -283,15 +338,26 @@ def upgrade(ctx: click.Context, revision: str, database_url: str) -> None:
 @db_group.command()
 @click.argument("revision")
 @database_url_option
+@click.option("--yes", is_flag=True, help="Confirm a downgrade that drops the mirrored data.")
 @click.pass_context
-def downgrade(ctx: click.Context, revision: str, database_url: str) -> None:
-    """Migrate the database down to REVISION (`base` removes every table).
+def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -> None:
+    """Migrate the database down to REVISION (`base` drops every table: needs --yes).
 
     \b
     Example:
-        autoenhance-mirror db downgrade base
+        autoenhance-mirror db downgrade 0002
     """
-    db.downgrade(open_engine(ctx, database_url), revision)
+    engine = open_engine(ctx, database_url)
+    state = db.open_mirror(engine)
+    if db.drops_mirror(state, revision) and not yes:
+        where = ctx.meta["masked_url"]
+        question = f"this drops every mirrored image and run of {where}; go on?"
+        if not (sys.stdin.isatty() and click.confirm(question, err=True)):
+            raise InputError(
+                f"`db downgrade {revision}` drops every table of {where}, with the mirrored "
+                "data; add --yes to do it (nothing was changed)"
+            )
+    db.downgrade(engine, revision)
     click.echo(f"{ctx.meta['masked_url']}: downgraded to {revision}")
 
 
@@ -306,14 +372,15 @@ def current(ctx: click.Context, database_url: str) -> None:
         autoenhance-mirror db current
     """
     state = db.current_revision(open_engine(ctx, database_url))
-    if state.current is None:
-        click.echo(f"none (empty database; newest is {state.head})")
-    elif state.up_to_date:
-        click.echo(f"{state.current} (head)")
+    where = ctx.meta["masked_url"]
+    if state.up_to_date:
+        click.echo(f"{state.current} (head) at {where}")
     elif state.known:
-        click.echo(f"{state.current} (older; newest is {state.head})")
+        click.echo(f"{state.current} (older; newest is {state.head}) at {where}")
     else:
-        click.echo(f"{state.current} (unknown to this version; newest known is {state.head})")
+        click.echo(
+            f"{state.current} (unknown to this version; newest known is {state.head}) at {where}"
+        )
 
 
 @cli.command()
@@ -330,21 +397,25 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     from mirror.report import build_report, format_counts
 
     engine = open_engine(ctx, database_url)
+    db.open_mirror(engine)  # creates nothing: no mirror there is an error (exit 3)
     db.ensure_schema(engine, allow_upgrade=False)
-    report = build_report(engine)
+    report = build_report(engine, failures_shown=MAX_FAILURES_SHOWN)
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    "database": ctx.meta["masked_url"],
                     "images_by_status": {str(k): n for k, n in report.by_status},
                     "deleted": report.deleted,
                     "runs": report.last_runs,
                     "last_run_failures": report.last_run_failures,
+                    "last_run_failures_left_out": report.last_run_failures_left_out,
                 },
                 default=str,
             )
         )
         return
+    click.echo(f"mirror at {ctx.meta['masked_url']}")
     click.echo(format_counts("images by status", report.by_status))
     click.echo(f"deleted upstream: {report.deleted}")
     click.echo("last runs")
@@ -359,6 +430,9 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
         click.echo("failures of the last run")
         for f in report.last_run_failures:
             click.echo(f"  {f['kind']}: {f['image_id']}: {f['message']}")
+        if report.last_run_failures_left_out:
+            more = report.last_run_failures_left_out
+            click.echo(f"  … and {more} more (see the sync_failures table)")
 
 
 @cli.command(name="stand-in")
@@ -400,7 +474,13 @@ def stand_in(
 
 
 @cli.command()
-@database_url_option
+@click.option(
+    "--database-url",
+    default=DEMO_DATABASE_URL,
+    show_default=True,
+    help="Where the sample goes: its own file by default. MIRROR_DATABASE_URL is not read, "
+    "so the demo never writes into a real mirror.",
+)
 @click.option(
     "--count", type=click.IntRange(1, 100_000), default=300, show_default=True, help="Images."
 )
@@ -409,16 +489,18 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     """Offline quick start: mirror sample images from the local stand-in and report on them.
 
     Needs no API key and no network. Run it twice: the second run finds everything unchanged.
+    Refuses a database that holds anything but demo images.
 
     \b
     Example:
         autoenhance-mirror demo
     """
-    from mirror.demo import demo_image_ids
+    from mirror.demo import check_demo_database, demo_image_ids
     from mirror.report import build_report, format_counts
     from mirror.standin import StandIn
 
     engine = open_engine(ctx, database_url)
+    check_demo_database(engine, count)
     ids = demo_image_ids(count)
     with StandIn(host="127.0.0.1", port=0) as server:
         click.echo(f"stand-in of the Autoenhance API on {server.url}")
@@ -438,5 +520,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
 
 def main() -> None:
     # SIGTERM (what cron and systemd send) behaves like Ctrl-C: a sync commits and exits 130.
+    # `mirror.__main__` installs this before importing anything heavy; again here for callers
+    # of `main` itself.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     cli(prog_name="autoenhance-mirror")

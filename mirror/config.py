@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from mirror.errors import InputError
 
 DEFAULT_DATABASE_URL = "sqlite:///autoenhance-mirror.db"
+# The demo's own file: sample images never land in the mirror `sync` writes by default.
+DEMO_DATABASE_URL = "sqlite:///autoenhance-mirror-demo.db"
 DEFAULT_BASE_URL = "https://api.autoenhance.ai"
 # Pinned so the response shape cannot change under the mirror (api-notes.md §2).
 DEFAULT_API_VERSION = "2025-08-31"
@@ -21,24 +24,54 @@ DEFAULT_RETRIES = 3
 _POSTGRES_ALIASES = {"postgresql", "postgres"}
 
 
+_URL_ADVICE = (
+    "expected e.g. sqlite:///autoenhance-mirror.db, a file path (mirror.db), or "
+    "postgresql://user:password@host/dbname; reserved characters in a user name or password "
+    "(@ : / ? # % and spaces) must be percent-encoded, e.g. @ as %40"
+)
+
+
 def parse_database_url(raw: str) -> URL:
     """Parse a database URL, picking psycopg 3 for plain `postgresql://` (and `postgres://`) URLs.
 
-    Raises InputError, without echoing the URL (it may hold a password), when it cannot be parsed.
+    A plain file path is a SQLite database; `~` is expanded in SQLite paths. Raises InputError
+    for what cannot be used: a URL that does not parse or is ambiguous (an unencoded `@` in a
+    password), a driver that is not installed, an in-memory SQLite database. The message never
+    repeats the URL past its scheme (it may hold a password).
     """
+    if "://" not in raw and raw.strip():
+        return URL.create("sqlite", database=os.path.expanduser(raw))
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    shown = f"{scheme}://***" if scheme else "(empty)"
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018 (parsed lazily by some versions: a bad port raises here)
+    except Exception:
+        raise InputError(f"--database-url {shown} is not a database URL; {_URL_ADVICE}") from None
+    if url.host is not None and ("@" in url.host or "/" in url.host):
         raise InputError(
-            "--database-url is not a database URL; expected e.g. "
-            "sqlite:///autoenhance-mirror.db or postgresql://user:password@host/dbname"
-        ) from None
+            f"--database-url {shown} has more than one @ before the host; {_URL_ADVICE}"
+        )
     if url.drivername in _POSTGRES_ALIASES:
         url = url.set(drivername="postgresql+psycopg")
-    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "postgresql"}:
+        raise InputError(f"unsupported database {backend!r}; use sqlite:/// or postgresql://")
+    try:
+        url.get_dialect().import_dbapi()
+    except Exception:
         raise InputError(
-            f"unsupported database {url.get_backend_name()!r}; use sqlite:/// or postgresql://"
-        )
+            f"--database-url {shown}: the driver {url.drivername!r} is not installed; "
+            "write plain postgresql://user:password@host/dbname (psycopg 3 is used)"
+        ) from None
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            raise InputError(
+                "--database-url names an in-memory SQLite database, which would be gone when "
+                "the run ends; give a file, e.g. sqlite:///autoenhance-mirror.db or mirror.db"
+            )
+        url = url.set(database=os.path.expanduser(database))
     return url
 
 
@@ -68,3 +101,48 @@ class Redactor:
     def for_run(cls, *, api_key: str | None, database_url: URL | None) -> Redactor:
         password = database_url.password if database_url is not None else None
         return cls([api_key, str(password) if password is not None else None])
+
+
+def check_base_url(base_url: str) -> str:
+    """The API's address, checked before any request; returns it without a trailing slash.
+
+    Raises InputError for what is not an http(s) URL with a host, for characters a request
+    line cannot carry, and for a path ending in /v3: the mirror adds `/v3/images/...` itself,
+    so such a base URL makes every request 404 (and would make every image look deleted).
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            f"--base-url must be an http:// or https:// URL with a host, not {base_url!r}"
+        )
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        raise InputError(
+            f"--base-url {base_url!r} holds a space or control character; "
+            "percent-encode it (a space is %20)"
+        )
+    path = parts.path.rstrip("/")
+    if "/v3/" in path + "/":
+        fixed = urlunsplit((parts.scheme, parts.netloc, path.split("/v3")[0], "", ""))
+        raise InputError(
+            f"--base-url {base_url!r} holds the API's /v3 path, which the mirror adds itself "
+            f"(requests would go to .../v3/v3/images/...); use --base-url {fixed}"
+        )
+    if parts.query or parts.fragment:
+        raise InputError(f"--base-url {base_url!r} may not have a query or a fragment")
+    return base_url.rstrip("/")
+
+
+def check_header_value(option: str, value: str | None, *, secret: bool = False) -> None:
+    """Raises InputError when `value` cannot be sent as one HTTP header value (RFC 9110 §5.5):
+    a CR or LF would end the header and inject others, any control character is refused."""
+    if value is None:
+        return
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        shown = "" if secret else f" {value!r}"
+        raise InputError(
+            f"{option}{shown} holds a line break or control character, "
+            "which cannot be sent in an HTTP header"
+        )
+    if any(ord(c) > 0xFF for c in value):
+        shown = "" if secret else f" {value!r}"
+        raise InputError(f"{option}{shown} holds characters an HTTP header cannot carry")

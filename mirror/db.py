@@ -13,7 +13,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from mirror.config import Redactor, masked
-from mirror.errors import DatabaseUnavailable, InputError, SchemaMismatch
+from mirror.errors import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    FatalError,
+    InputError,
+    NoMirror,
+    SchemaMismatch,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -27,6 +34,7 @@ SCHEMA_REVISIONS = ("0001", "0002", "0003")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_HEADER = b"SQLite format 3\x00"
 APPLICATION_NAME = "autoenhance-mirror"  # what pg_stat_activity shows for our sessions
 
 
@@ -81,13 +89,78 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
-    """A connection, with connection failures turned into DatabaseUnavailable (exit 3)."""
+    """A connection, with connection failures turned into `database_error`'s exceptions."""
+    check_sqlite_file(engine.url)
     try:
         connection = engine.connect()
     except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+        raise database_error(engine.url, exc) from None
     with connection:
         yield connection
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL)."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database)
+
+
+def check_sqlite_file(url: URL) -> None:
+    """Before SQLite creates or opens anything: its directory must exist, and an existing
+    file must be a SQLite database (or empty). Raises DatabaseUnavailable naming the cause."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    directory = path.parent
+    if not directory.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot use the database {masked(url)}: the directory {directory} does not exist; "
+            "create it, or point --database-url elsewhere"
+        )
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise DatabaseUnavailable(
+            f"cannot use the database {masked(url)}: {path} is a directory"
+        ) from None
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot use the database {masked(url)}: {exc.strerror or exc}"
+        ) from None
+    if header and header != SQLITE_HEADER:
+        raise DatabaseUnavailable(
+            f"cannot use the database {masked(url)}: {path} is not a SQLite database "
+            "(file is not a database); nothing was changed"
+        )
+
+
+def sqlite_file_missing(url: URL) -> bool:
+    path = sqlite_path(url)
+    return path is not None and not path.exists()
+
+
+def is_sqlite_busy(url: URL, exc: BaseException) -> bool:
+    """Whether `exc` is SQLite giving up on another process's lock ("database is locked")."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    return url.get_backend_name() == "sqlite" and "locked" in str(original)
+
+
+def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
+    """The exception to raise for a database error: DatabaseBusy (exit 75) when another
+    process held a SQLite write lock past the busy timeout, else DatabaseUnavailable (3)."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if is_sqlite_busy(url, exc):
+        return DatabaseBusy(
+            f"another process holds a write lock on the database {masked(url)} "
+            f"(waited {SQLITE_BUSY_TIMEOUT_MS // 1000} s: {original}); nothing was lost, "
+            "try again when it has finished (a long transaction open in a sqlite3 shell, "
+            "or a backup, holds it)"
+        )
+    return DatabaseUnavailable(describe_db_error(url, exc))
 
 
 def describe_db_error(url: URL, exc: BaseException) -> str:
@@ -159,11 +232,79 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
                 )
             from alembic import command
 
-            command.upgrade(alembic_config(connection), "head")
-            connection.commit()
+            with _atomic_ddl(connection):
+                command.upgrade(alembic_config(connection), "head")
             return schema_state(connection)
         except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+            raise database_error(engine.url, exc) from None
+
+
+@contextmanager
+def _atomic_ddl(connection: Connection) -> Iterator[None]:
+    """Commit a migration as one unit, or nothing of it.
+
+    PostgreSQL's DDL is transactional already. Python's sqlite3 driver commits before each
+    CREATE/ALTER on its own, so an interrupted first run could leave tables without an
+    Alembic stamp; here the driver is told to keep out and one real transaction wraps it all.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        connection.commit()
+        return
+    connection.commit()
+    raw: Any = connection.connection.driver_connection
+    saved = raw.isolation_level
+    raw.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+    finally:
+        raw.isolation_level = saved
+
+
+def open_mirror(engine: Engine) -> SchemaState:
+    """The schema state of an existing mirror, creating nothing: for `status`, `db current`.
+
+    Raises NoMirror when there is none: no SQLite file, or a database without our tables.
+    """
+    if sqlite_file_missing(engine.url):
+        raise NoMirror(f"no mirror at {masked(engine.url)}: the file does not exist")
+    with connect(engine) as connection:
+        try:
+            state = schema_state(connection)
+        except SQLAlchemyError as exc:
+            raise database_error(engine.url, exc) from None
+    if state.current is None:
+        raise NoMirror(
+            f"no mirror at {masked(engine.url)}: the database holds no autoenhance-mirror "
+            "schema (a first `autoenhance-mirror sync` creates it)"
+        )
+    return state
+
+
+def mirror_exists(engine: Engine) -> bool:
+    """Whether the database holds a mirror (at any revision), creating nothing."""
+    try:
+        open_mirror(engine)
+    except NoMirror:
+        return False
+    return True
+
+
+def drops_mirror(state: SchemaState, revision: str) -> bool:
+    """Whether downgrading from `state` to `revision` goes below the first revision, which
+    drops every table with the mirrored data (`base`, or a relative `-N` that far)."""
+    if revision == "base":
+        return True
+    if revision.startswith("-") and revision[1:].isdecimal() and state.current is not None:
+        position = SCHEMA_REVISIONS.index(state.current) if state.known else len(SCHEMA_REVISIONS)
+        return position - int(revision[1:]) < 0
+    return False
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -175,8 +316,8 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> SchemaState:
-    with connect(engine) as connection:
-        return schema_state(connection)
+    """The revision of an existing mirror; raises NoMirror where there is none."""
+    return open_mirror(engine)
 
 
 def _run_command(engine: Engine, name: str, revision: str) -> None:
@@ -185,9 +326,9 @@ def _run_command(engine: Engine, name: str, revision: str) -> None:
 
     with connect(engine) as connection:
         try:
-            getattr(command, name)(alembic_config(connection), revision)
-            connection.commit()
+            with _atomic_ddl(connection):
+                getattr(command, name)(alembic_config(connection), revision)
         except CommandError as exc:
             raise InputError(f"alembic: {exc}") from None
         except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+            raise database_error(engine.url, exc) from None

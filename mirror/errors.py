@@ -6,8 +6,11 @@
     │   ├── ApiKeyRejected          the API answered 401/403
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
-    │   └── SchemaMismatch          the database's revision is newer than / unknown to this code
+    │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
+    │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
+    │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
     ├── LockHeld                75: another sync holds the database's lock
+    │   └── DatabaseBusy            another process held a SQLite write lock past the timeout
     └── Interrupted             130: SIGINT/SIGTERM, fetched work committed
 
     InvalidPayload              one image's body is unusable: recorded as a failure, the run goes on
@@ -46,8 +49,20 @@ class SchemaMismatch(FatalError):
     pass
 
 
+class TooManyDeletions(FatalError):
+    pass
+
+
+class NoMirror(FatalError):
+    pass
+
+
 class LockHeld(MirrorError):
     exit_code = 75
+
+
+class DatabaseBusy(LockHeld):
+    pass
 
 
 class Interrupted(MirrorError):

@@ -1,32 +1,36 @@
 """Reading and validating the image IDs a sync is asked for, before any request is made.
 
-Lists can hold millions of IDs, so they are streamed: a first pass validates everything and
-remembers each distinct ID as a 128-bit integer (about 75 bytes each, not a list of strings);
-iterating the result reads the sources again and yields each ID once, in first-seen order.
-Standard input, which cannot be read twice, is spooled to a temporary file on the first pass.
+Lists can hold millions of IDs, so they are streamed: one pass validates everything, keeps
+each distinct ID as a 128-bit integer (to drop duplicates) and spools it, 16 bytes, to a
+temporary file in first-seen order. The fetch then reads the spool, never the sources again:
+the IDs fetched are exactly the IDs validated, even if the file is rewritten meanwhile.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TextIO
+from typing import IO, BinaryIO
 
 from mirror.errors import InputError
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 MAX_ERRORS_SHOWN = 20
+MAX_VALUE_SHOWN = 60  # characters of a bad value quoted in an error (a line can be megabytes)
+_BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
 class IdSource:
-    """Where IDs come from: command-line arguments, or a named file (`-` is standard input)."""
+    """Where IDs come from: command-line arguments, and a file path (`-` is standard input)."""
 
     arguments: tuple[str, ...] = ()
     file_name: str | None = None
-    file: TextIO | None = None
 
 
 def canonical_id(value: str) -> str | None:
@@ -36,55 +40,54 @@ def canonical_id(value: str) -> str | None:
 
 
 class RequestedIds:
-    """The validated, de-duplicated IDs: `len()` is the number of distinct IDs; iterating
-    yields them (canonical) in first-seen order by reading the sources again.
+    """The validated, de-duplicated IDs: `len()` is their number; iterating yields them
+    (canonical) in first-seen order from the spool. Iterable once; closes the spool then."""
 
-    Iterable once: the set of IDs still to yield shrinks as they are yielded.
-    """
-
-    def __init__(self, source: IdSource, file: TextIO | None, unique: set[int]) -> None:
-        self._source = source
-        self._file = file
-        self._count = len(unique)
-        self._unique: set[int] | None = unique
+    def __init__(self, spool: BinaryIO, count: int) -> None:
+        self._spool: BinaryIO | None = spool
+        self._count = count
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[str]:
-        pending, self._unique = self._unique, None
-        if pending is None:
+        spool, self._spool = self._spool, None
+        if spool is None:
             raise RuntimeError("RequestedIds can be iterated only once")
-        if self._file is not None:
-            self._file.seek(0)
-        for _, raw in _entries(self._source.arguments, self._file, "-"):
-            image_id = raw.lower()
-            key = int(image_id.replace("-", ""), 16)
-            if key in pending:
-                pending.discard(key)  # later duplicates are skipped
-                yield image_id
+        with spool:
+            spool.seek(0)
+            while chunk := spool.read(16 * 4096):
+                for start in range(0, len(chunk), 16):
+                    yield str(uuid.UUID(bytes=chunk[start : start + 16]))
 
 
 def collect_ids(source: IdSource) -> RequestedIds:
     """Validate every requested ID before anything is fetched.
 
-    Blank lines and `#` comments in the file are skipped; surrounding spaces and CRLF line ends
-    are tolerated. Raises InputError naming every bad value and where it came from (argument N,
-    or file:line) when any is not a UUID, or when the file is not UTF-8 text.
+    In the file, blank lines are skipped and `#` starts a comment anywhere on a line;
+    surrounding spaces, CRLF line ends and a UTF-8 byte order mark are tolerated. Raises
+    InputError naming every bad value and where it came from (argument N, or file:line) when
+    any is not a UUID, or when the file cannot be read or is not UTF-8 text.
     """
-    name = "<stdin>" if source.file_name in (None, "-") else source.file_name
-    file = source.file
-    if file is not None and not file.seekable():
-        file = _spool(file, name)
     unique: set[int] = set()
     errors: list[str] = []
-    for where, raw in _entries(source.arguments, file, name):
-        image_id = canonical_id(raw)
-        if image_id is None:
-            errors.append(f"{where}: {raw!r} is not a UUID")
-        else:
-            unique.add(int(image_id.replace("-", ""), 16))
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (handed to RequestedIds, which closes it)
+    try:
+        for where, raw in _entries(source):
+            image_id = canonical_id(raw)
+            if image_id is None:
+                errors.append(f"{where}: {_quoted(raw)} is not a UUID")
+                continue
+            key = uuid.UUID(image_id)
+            if key.int not in unique:
+                unique.add(key.int)
+                if not errors:
+                    spool.write(key.bytes)
+    except BaseException:
+        spool.close()
+        raise
     if errors:
+        spool.close()
         shown = errors[:MAX_ERRORS_SHOWN]
         more = len(errors) - len(shown)
         lines = "\n".join(f"  {e}" for e in shown) + (f"\n  … and {more} more" if more else "")
@@ -93,39 +96,54 @@ def collect_ids(source: IdSource) -> RequestedIds:
             f"(expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5); "
             f"nothing was fetched or written:\n{lines}"
         )
-    return RequestedIds(source, file, unique)
+    return RequestedIds(spool, len(unique))
 
 
-def _entries(
-    arguments: tuple[str, ...], file: TextIO | None, name: str | None
-) -> Iterator[tuple[str, str]]:
-    for number, value in enumerate(arguments, start=1):
+def _entries(source: IdSource) -> Iterator[tuple[str, str]]:
+    for number, value in enumerate(source.arguments, start=1):
         yield f"argument {number}", value.strip()
-    if file is None:
+    if source.file_name is None:
         return
+    name = "<stdin>" if source.file_name == "-" else source.file_name
+    with _open(source.file_name) as file:
+        try:
+            for number, line in enumerate(file, start=1):
+                text = _decode(line, name, number)
+                if number == 1:
+                    text = text.removeprefix(_BOM)
+                value = text.split("#", 1)[0].strip()
+                if value:
+                    yield f"{name}:{number}", value
+        except OSError as exc:
+            raise InputError(f"--from-file {name}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _open(file_name: str) -> AbstractContextManager[IO[bytes]]:
+    if file_name == "-":
+        stdin = sys.stdin.buffer if sys.stdin is not None else None
+        if stdin is None or stdin.closed:
+            raise InputError("--from-file -: standard input is closed; nothing to read")
+        return nullcontext(stdin)  # read, not closed: it is not ours
     try:
-        for number, line in enumerate(file, start=1):
-            stripped = line.strip()
-            if stripped and not stripped.startswith("#"):
-                yield f"{name}:{number}", stripped
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(name, exc) from None
+        return open(file_name, "rb")
+    except OSError as exc:
+        raise InputError(
+            f"--from-file {file_name}: cannot open it: {exc.strerror or exc}; "
+            "nothing was fetched or written"
+        ) from None
 
 
-def _spool(file: TextIO, name: str) -> TextIO:
-    """Copy a stream that cannot be read twice (a pipe) to a temporary file."""
-    spooled = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (lives with the run)
+def _decode(line: bytes, name: str, number: int) -> str:
     try:
-        for line in file:
-            spooled.write(line)
+        return line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        spooled.close()
-        raise _not_utf8(name, exc) from None
-    spooled.seek(0)
-    return spooled
+        raise InputError(
+            f"{name}:{number}: not UTF-8 text (byte {exc.start + 1} of the line); "
+            "nothing was fetched or written"
+        ) from None
 
 
-def _not_utf8(name: str | None, exc: UnicodeDecodeError) -> InputError:
-    return InputError(
-        f"{name}: not UTF-8 text (byte {exc.start} of a line); nothing was fetched or written"
-    )
+def _quoted(value: str) -> str:
+    if len(value) <= MAX_VALUE_SHOWN:
+        return repr(value)
+    return f"{value[:MAX_VALUE_SHOWN]!r}… ({len(value):,} characters)"

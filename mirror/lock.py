@@ -1,8 +1,10 @@
 """One sync at a time per database: a lock that dies with the process that holds it.
 
 PostgreSQL: a session advisory lock on a dedicated connection (released when the connection
-closes, however the process ends). SQLite: `flock` on a file beside the database (released by
-the kernel when the process dies, `kill -9` included).
+closes, however the process ends). That session can also end under a live run (a server
+restart, `pg_terminate_backend`): `HeldLock.ensure_held` checks before every commit and takes
+the lock again, or stops the run if another sync has it. SQLite: `flock` on a file beside the
+database's real path (symlinks resolved), released by the kernel when the process dies.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.config import masked
-from mirror.db import APPLICATION_NAME, connect, describe_db_error
+from mirror.db import (
+    APPLICATION_NAME,
+    check_sqlite_file,
+    describe_db_error,
+    sqlite_path,
+)
 from mirror.errors import DatabaseUnavailable, LockHeld
 
 # pg_try_advisory_lock takes a bigint: a fixed key that names this application.
@@ -36,20 +43,39 @@ def holder_description() -> dict[str, Any]:
     }
 
 
+class HeldLock:
+    """The sync lock as held by this run."""
+
+    def ensure_held(self) -> str | None:
+        """Make sure the lock is still this run's before it commits again.
+
+        Returns a warning when it had to be taken again; raises LockHeld when another sync
+        took it meanwhile, DatabaseUnavailable when the database cannot be reached.
+        """
+        return None
+
+
 @contextmanager
-def sync_lock(engine: Engine) -> Iterator[None]:
+def sync_lock(engine: Engine) -> Iterator[HeldLock]:
     """Hold the database's sync lock for the duration; raises LockHeld (exit 75) if taken."""
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine):
-            yield
+        with _advisory_lock(engine) as held:
+            yield held
     else:
         with _file_lock(engine):
-            yield
+            yield HeldLock()
 
 
-@contextmanager
-def _advisory_lock(engine: Engine) -> Iterator[None]:
-    with connect(engine) as connection:
+class _AdvisoryLock(HeldLock):
+    """A session advisory lock on a connection of its own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def acquire(self) -> None:
+        """Take the lock on a new session; raises LockHeld if another session has it."""
+        connection = self._engine.connect()
         try:
             connection.execute(text(f"SET application_name = '{APPLICATION_NAME} (lock)'"))
             acquired = connection.execute(
@@ -58,18 +84,59 @@ def _advisory_lock(engine: Engine) -> Iterator[None]:
             connection.commit()
             if not acquired:
                 raise LockHeld(_held_message(_postgres_holder(connection)))
-        except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
-        try:
-            yield
-        finally:
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def ensure_held(self) -> str | None:
+        connection = self._connection
+        if connection is not None:
             try:
-                connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                )
+                # The lock lives as long as its session: a session that still answers holds it.
+                connection.execute(text("SELECT 1")).scalar_one()
                 connection.commit()
+                return None
             except SQLAlchemyError:
-                connection.invalidate()  # closing the session releases the lock anyway
+                connection.invalidate()
+                connection.close()
+                self._connection = None
+        try:
+            self.acquire()
+        except LockHeld as exc:
+            raise LockHeld(
+                f"this run lost its sync lock (its database session ended: a server restart "
+                f"or a terminated session) and another sync took it; stopped before writing "
+                f"more, what was committed is kept. {exc}"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(describe_db_error(self._engine.url, exc)) from None
+        return "the sync lock's database session ended (server restart?); lock taken again"
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.commit()
+        except SQLAlchemyError:
+            connection.invalidate()  # closing the session releases the lock anyway
+        finally:
+            connection.close()
+
+
+@contextmanager
+def _advisory_lock(engine: Engine) -> Iterator[HeldLock]:
+    held = _AdvisoryLock(engine)
+    try:
+        held.acquire()
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+    try:
+        yield held
+    finally:
+        held.release()
 
 
 def _postgres_holder(connection: Connection) -> str:
@@ -117,11 +184,14 @@ def _running_run(connection: Connection) -> str | None:
 
 @contextmanager
 def _file_lock(engine: Engine) -> Iterator[None]:
-    database = engine.url.database
-    if not database or database == ":memory:":
-        yield  # a private in-memory database: nothing to share
+    database = sqlite_path(engine.url)
+    if database is None:
+        yield  # a private in-memory database: nothing to share (the CLI refuses those)
         return
-    path = Path(database + ".lock")
+    check_sqlite_file(engine.url)  # no lock file beside a file that is not a database
+    # Keyed on the file itself: through a symlink a second sync finds the same lock.
+    real = Path(os.path.realpath(database))
+    path = real.with_name(real.name + ".lock")
     try:
         handle: IO[str] = path.open("a+", encoding="utf-8")
     except OSError as exc:

@@ -16,10 +16,11 @@ class Report:
     by_scene: list[tuple[str | None, int]]
     deleted: int
     last_runs: list[dict[str, Any]]
-    last_run_failures: list[dict[str, Any]]
+    last_run_failures: list[dict[str, Any]]  # the first `failures_shown`
+    last_run_failures_left_out: int = 0
 
 
-def build_report(engine: Engine, *, runs: int = 5) -> Report:
+def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Report:
     images = images_table.c
     with engine.connect() as connection:
 
@@ -40,22 +41,27 @@ def build_report(engine: Engine, *, runs: int = 5) -> Report:
         ).mappings()
         last_runs = [dict(row) for row in run_rows]
         failures: list[dict[str, Any]] = []
+        failure_count = 0
         if last_runs:
             f = sync_failures_table.c
+            last = f.run_id == last_runs[0]["id"]
             failures = [
                 dict(row)
                 for row in connection.execute(
                     select(f.image_id, f.kind, f.http_status, f.message)
-                    .where(f.run_id == last_runs[0]["id"])
+                    .where(last)
                     .order_by(f.id)
+                    .limit(failures_shown)
                 ).mappings()
             ]
+            failure_count = connection.execute(select(func.count()).where(last)).scalar_one()
         return Report(
             by_status=counts_by(images.status),
             by_scene=counts_by(images.scene),
             deleted=int(deleted),
             last_runs=last_runs,
             last_run_failures=failures,
+            last_run_failures_left_out=int(failure_count) - len(failures),
         )
 
 

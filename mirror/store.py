@@ -10,16 +10,17 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.api import FailureKind
+from mirror.db import SQLITE_BUSY_TIMEOUT_MS
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.payload import CONTENT_COLUMNS, ImageRow
 
@@ -69,18 +70,28 @@ class Batch:
 def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
     """Record a new run as `running`; runs left `running` by a dead process become interrupted.
 
-    Only called with the sync lock held, so any other `running` row is an abandoned one.
+    Only called with the sync lock held, so another `running` row is a run that ended without
+    recording it (killed, or its database failed), or one on this host whose process is still
+    alive but lost its lock (it stops before its next commit): that one is left alone.
     """
     with engine.begin() as connection:
-        connection.execute(
-            update(sync_runs_table)
-            .where(sync_runs_table.c.status == "running")
-            .values(
-                status="interrupted",
-                finished_at=now,
-                error="abandoned: its process ended before finishing (killed or crashed)",
+        runs = sync_runs_table.c
+        stale = connection.execute(
+            select(runs.id, runs.pid, runs.host).where(runs.status == "running")
+        ).all()
+        host = socket.gethostname()
+        abandoned = [r.id for r in stale if not (r.host == host and _alive(r.pid))]
+        if abandoned:
+            connection.execute(
+                update(sync_runs_table)
+                .where(runs.id.in_(abandoned))
+                .values(
+                    status="interrupted",
+                    finished_at=now,
+                    error="abandoned: it ended without recording how (killed, crashed, "
+                    "or its database failed)",
+                )
             )
-        )
         result = connection.execute(
             insert(sync_runs_table)
             .values(
@@ -88,11 +99,23 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
                 status="running",
                 requested=requested,
                 pid=os.getpid(),
-                host=socket.gethostname(),
+                host=host,
             )
             .returning(sync_runs_table.c.id)
         )
         return int(result.scalar_one())
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def finish_run(
@@ -103,18 +126,44 @@ def finish_run(
     counts: Counts,
     now: datetime,
     error: str | None = None,
+    busy_timeout: float | None = None,
 ) -> None:
+    """Record the end of a run. `busy_timeout`: on SQLite, wait at most this many seconds
+    for another writer (after a failed run, not the usual 30)."""
     with engine.begin() as connection:
+        if busy_timeout is not None and connection.dialect.name == "sqlite":
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         connection.execute(
             update(sync_runs_table)
             .where(sync_runs_table.c.id == run_id)
             .values(status=status, finished_at=now, error=error, **counts.as_dict())
         )
+        if busy_timeout is not None and connection.dialect.name == "sqlite":
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+@dataclass
+class Stored:
+    """What writing a batch did (in a dry run: would do)."""
+
+    counts: Counts = field(default_factory=Counts)
+    failures: list[Failure] = field(default_factory=list)
+    # Mirrored images that answered 404. They are neither written nor counted here: the run
+    # marks them with `mark_deleted` once its deletion guard has agreed.
+    to_delete: list[str] = field(default_factory=list)
+    # Dry runs only: (image_id, "new" or "changed") for what a real run would write.
+    changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, other: Stored) -> None:
+        self.counts.add(other.counts)
+        self.failures.extend(other.failures)
+        self.to_delete.extend(other.to_delete)
+        self.changes.extend(other.changes)
 
 
 def store_batch(
     engine: Engine, *, batch: Batch, run_id: int | None, now: datetime, dry_run: bool = False
-) -> tuple[Counts, list[Failure]]:
+) -> Stored:
     """`apply_batch`, isolating rows the database refuses (say a NUL character, which
     PostgreSQL's text and JSONB cannot hold): the batch is then written image by image and
     each refused image becomes an `invalid_payload` failure instead of ending the run.
@@ -123,13 +172,13 @@ def store_batch(
         return apply_batch(engine, batch=batch, run_id=run_id, now=now, dry_run=dry_run)
     except (DataError, IntegrityError):
         pass
-    counts, failures = Counts(), []
+    stored = Stored()
     singles = [Batch([row], [], []) for row in batch.rows]
     singles += [Batch([], [image_id], []) for image_id in batch.missing]
     singles += [Batch([], [], list(batch.failures))] if batch.failures else []
     for single in singles:
         try:
-            c, f = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
+            one = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
         except (DataError, IntegrityError) as exc:
             if not single.rows:
                 raise  # only an image's own values can be refused; anything else is ours
@@ -137,21 +186,33 @@ def store_batch(
             refused = Failure(
                 single.rows[0].image_id, "invalid_payload", f"the database refused it: {reason}"
             )
-            c, f = apply_batch(
+            one = apply_batch(
                 engine, batch=Batch([], [], [refused]), run_id=run_id, now=now, dry_run=dry_run
             )
-        counts.add(c)
-        failures.extend(f)
-    return counts, failures
+        stored.add(one)
+    return stored
+
+
+def compare_with_nothing(batch: Batch) -> Stored:
+    """What a dry run reports where there is no mirror yet: every image is new, every 404 a
+    not_found failure. Touches no database (a dry run creates nothing)."""
+    failures = list(batch.failures) + [
+        Failure(image_id, "not_found", "HTTP 404: the API does not know this image", 404)
+        for image_id in batch.missing
+    ]
+    counts = Counts(
+        inserted=len(batch.rows), not_found=len(batch.missing), failed=len(batch.failures)
+    )
+    return Stored(counts, failures, [], [(row.image_id, "new") for row in batch.rows])
 
 
 def apply_batch(
     engine: Engine, *, batch: Batch, run_id: int | None, now: datetime, dry_run: bool = False
-) -> tuple[Counts, list[Failure]]:
+) -> Stored:
     """Upsert a batch in one transaction and add its counts to the run's row.
 
-    Returns the batch's counts and its failures (404s of images never mirrored included).
-    With `dry_run` only reads: the counts say what would happen.
+    404s of images never mirrored become failures; 404s of mirrored images are returned in
+    `to_delete`, unwritten. With `dry_run` only reads: the result says what would happen.
     """
     with engine.begin() as connection:
         sql = _statements(connection.dialect)
@@ -168,28 +229,32 @@ def apply_batch(
         known = _known_images(connection, sql, [r.image_id for r in rest] + batch.missing)
         to_upsert: list[ImageRow] = []
         still_unchanged: list[ImageRow] = []
+        changes: list[tuple[str, str]] = []
         for row in rest:
             previous = known.get(row.image_id)
             if previous is None:
                 counts.inserted += 1
+                changes.append((row.image_id, "new"))
             elif previous == (row.columns["content_hash"], False):
                 still_unchanged.append(row)
                 continue
             else:
                 counts.updated += 1
+                changes.append((row.image_id, "changed"))
             to_upsert.append(row)
         counts.unchanged = len(unchanged) + len(still_unchanged)
-        deleted_ids = [image_id for image_id in batch.missing if image_id in known]
+        # A 404 of an image already marked deleted changes nothing: it counts as deleted.
+        to_delete = [i for i in batch.missing if i in known and not known[i][1]]
+        counts.deleted = sum(1 for i in batch.missing if i in known and known[i][1])
         failures = list(batch.failures) + [
             Failure(image_id, "not_found", "HTTP 404: the API does not know this image", 404)
             for image_id in batch.missing
             if image_id not in known
         ]
-        counts.deleted = len(deleted_ids)
-        counts.not_found = len(batch.missing) - len(deleted_ids)
+        counts.not_found = len(batch.missing) - len(to_delete) - counts.deleted
         counts.failed = len(batch.failures)
         if dry_run:
-            return counts, failures
+            return Stored(counts, failures, to_delete, changes)
 
         if to_upsert:
             connection.exec_driver_sql(
@@ -198,26 +263,46 @@ def apply_batch(
         if still_unchanged:
             ids = [row.image_id for row in still_unchanged]
             connection.exec_driver_sql(sql.touch, sql.ids_params(ids, stamp))
-        if deleted_ids:
-            connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(deleted_ids, stamp))
         if failures and run_id is not None:
-            connection.execute(
-                insert(sync_failures_table),
-                [
-                    {
-                        "run_id": run_id,
-                        "image_id": f.image_id,
-                        "kind": f.kind,
-                        "http_status": f.http_status,
-                        "message": _storable(f.message),
-                        "occurred_at": now,
-                    }
-                    for f in failures
-                ],
-            )
+            _record_failures(connection, run_id, failures, now)
         if run_id is not None:
             _add_to_run(connection, run_id, counts)
-        return counts, failures
+        return Stored(counts, failures, to_delete)
+
+
+def mark_deleted(
+    engine: Engine, *, image_ids: Sequence[str], run_id: int | None, now: datetime
+) -> Counts:
+    """Set `deleted_at` of mirrored images that answered 404, in one transaction with the
+    run's count: what `apply_batch` left in `to_delete` once the deletion guard agreed."""
+    counts = Counts(deleted=len(image_ids))
+    if not image_ids:
+        return counts
+    with engine.begin() as connection:
+        sql = _statements(connection.dialect)
+        connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(image_ids, sql.timestamp(now)))
+        if run_id is not None:
+            _add_to_run(connection, run_id, counts)
+    return counts
+
+
+def _record_failures(
+    connection: Connection, run_id: int, failures: Sequence[Failure], now: datetime
+) -> None:
+    connection.execute(
+        insert(sync_failures_table),
+        [
+            {
+                "run_id": run_id,
+                "image_id": f.image_id,
+                "kind": f.kind,
+                "http_status": f.http_status,
+                "message": _storable(f.message),
+                "occurred_at": now,
+            }
+            for f in failures
+        ],
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -33,22 +33,43 @@ from mirror.api import (
 from mirror.config import Redactor
 from mirror.errors import (
     ApiUnreachable,
+    DatabaseBusy,
     DatabaseUnavailable,
     Interrupted,
     InvalidPayload,
     MirrorError,
+    TooManyDeletions,
 )
 from mirror.ids import RequestedIds
-from mirror.lock import sync_lock
+from mirror.lock import HeldLock, sync_lock
 from mirror.payload import ImageRow, parse_body, to_row
 from mirror.ratelimit import RateLimiter
-from mirror.store import Batch, Counts, Failure
+from mirror.store import Batch, Counts, Failure, Stored
+
+_T = TypeVar("_T")
 
 BATCH_SIZE = 1000
+# Recording the end of a run after a database failure: a few tries, not minutes of them.
+CLOSE_ATTEMPTS = 3
+CLOSE_RETRY_SECONDS = 1.0
+CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 MAX_FAILURES_KEPT = 100
+MAX_CHANGES_KEPT = 10_000  # what a dry run lists, image by image
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
 # This many refused connections, with no answer from the API at all, means it is not there.
 UNREACHABLE_AFTER = 3
+# The deletion guard's default: a run may mark at most this share of its requested images
+# deleted, and never fewer than DELETES_ALWAYS_ALLOWED. A wrong base URL 404s everything.
+DELETES_SHARE = 0.10
+DELETES_ALWAYS_ALLOWED = 10
+
+
+def deletion_limit(requested: int, max_deletes: int | None) -> int:
+    """How many mirrored images a run may mark deleted: `max_deletes` when given, else
+    10 % of the requested images, at least 10."""
+    if max_deletes is not None:
+        return max_deletes
+    return max(DELETES_ALWAYS_ALLOWED, int(requested * DELETES_SHARE))
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,7 @@ class SyncOptions:
     max_rate: float | None = 100.0
     dry_run: bool = False
     backoff_base: float = BACKOFF_BASE
+    max_deletes: int | None = None  # None: `deletion_limit`'s default rule
 
 
 @dataclass
@@ -67,6 +89,8 @@ class SyncSummary:
     counts: Counts
     dry_run: bool = False
     failures: list[Failure] = field(default_factory=list)
+    changes: list[tuple[str, str]] = field(default_factory=list)  # dry runs: (id, what)
+    changes_left_out: int = 0  # beyond MAX_CHANGES_KEPT
     seconds: float = 0.0  # from taking the lock to the last commit (start-up not included)
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,18 +139,30 @@ def sync_images(
 ) -> SyncSummary:
     """Mirror `image_ids` (canonical, unique; iterated once) into the database behind `engine`.
 
-    Migrates the schema first (a dry run only creates it on an empty database). Raises
-    FatalError subclasses for key rejection, an unreachable API or database, after committing
-    what was fetched and recording the run as failed.
+    Migrates the schema first. A dry run takes no lock and creates nothing: against a missing
+    or empty database everything is new. Raises FatalError subclasses for key rejection, an
+    unreachable API or database, the deletion guard, after committing what was fetched and
+    recording the run as failed.
     """
     started = time.monotonic()
-    with sync_lock(engine):
-        db.ensure_schema(engine, allow_upgrade=not options.dry_run)
+    if options.dry_run:
+        lock: contextlib.AbstractContextManager[HeldLock] = contextlib.nullcontext(HeldLock())
+    else:
+        lock = sync_lock(engine)
+    with lock as held:
+        mirror_exists = True
+        if options.dry_run:
+            mirror_exists = db.mirror_exists(engine)
+            if mirror_exists:
+                db.ensure_schema(engine, allow_upgrade=False)
+        else:
+            db.ensure_schema(engine)
         run_id = None
         if not options.dry_run:
             run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
         run = _Run(
-            engine=engine,
+            engine=engine if mirror_exists else None,
+            lock=held,
             run_id=run_id,
             options=options,
             on_progress=on_progress,
@@ -155,6 +191,8 @@ def sync_images(
         counts=run.counts,
         dry_run=options.dry_run,
         failures=run.failures,
+        changes=run.changes,
+        changes_left_out=run.changes_left_out,
         seconds=time.monotonic() - started,
     )
 
@@ -165,13 +203,15 @@ class _Run:
     def __init__(
         self,
         *,
-        engine: Engine,
+        engine: Engine | None,  # None: a dry run with no mirror to compare with
+        lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
         on_progress: ProgressCallback | None,
         on_warning: WarningCallback | None,
     ) -> None:
         self.engine = engine
+        self.lock = lock
         self.run_id = run_id
         self.options = options
         self.on_progress = on_progress
@@ -184,6 +224,10 @@ class _Run:
         self._requested = 0
         self._answered = False  # the API answered at least once
         self._refused = 0
+        self._to_delete: list[str] = []  # held back until the deletion guard has decided
+        self._deletion_limit = 0
+        self.changes: list[tuple[str, str]] = []  # dry runs: what would be written
+        self.changes_left_out = 0
 
     @property
     def stopping(self) -> bool:
@@ -210,6 +254,7 @@ class _Run:
         )
         settings = self.options.api
         self._requested = len(image_ids)
+        self._deletion_limit = deletion_limit(self._requested, self.options.max_deletes)
         pending = iter(image_ids)
         limiter = RateLimiter(self.options.max_rate)
         factory = TransportFactory(settings)
@@ -228,6 +273,7 @@ class _Run:
                         group.create_task(self._fetch(fetcher, factory(), pending, queue))
                 await queue.put(None)
                 await writer
+                await self._commit_deletions()
             finally:
                 await factory.aclose()
         if self.fatal is not None and not self.interrupted:
@@ -313,65 +359,138 @@ class _Run:
                     return
 
     async def _commit(self, batch: Batch) -> None:
-        if not batch or isinstance(self.fatal, DatabaseUnavailable):
+        if not batch or isinstance(self.fatal, _DATABASE_GONE):
             return
+        if self.engine is None:
+            stored: Stored | None = store.compare_with_nothing(batch)
+        else:
+            stored = await self._in_database(
+                store.store_batch,
+                batch=batch,
+                run_id=self.run_id,
+                now=_now(),
+                dry_run=self.options.dry_run,
+            )
+        if stored is None:
+            return
+        self.counts.add(stored.counts)
+        # All failures are in sync_failures; memory keeps only what a summary shows.
+        self.failures.extend(stored.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
+        self._keep_changes(stored.changes)
+        self._to_delete.extend(stored.to_delete)
+        if len(self._to_delete) > self._deletion_limit:
+            self._abort(self._too_many_deletions())
+
+    def _keep_changes(self, changes: list[tuple[str, str]]) -> None:
+        room = max(0, MAX_CHANGES_KEPT - len(self.changes))
+        self.changes.extend(changes[:room])
+        self.changes_left_out += len(changes) - min(room, len(changes))
+
+    def _too_many_deletions(self) -> TooManyDeletions:
+        limit = self._deletion_limit
+        rule = (
+            f"--max-deletes {limit}"
+            if self.options.max_deletes is not None
+            else f"the default, 10 % of the {self._requested} requested and at least "
+            f"{DELETES_ALWAYS_ALLOWED}"
+        )
+        return TooManyDeletions(
+            f"the API at {self.options.api.base_url} answered 404 for "
+            f"{len(self._to_delete)} images that are in the mirror, more than this run may "
+            f"mark deleted ({limit}: {rule}); nothing was marked deleted and the run stopped. "
+            "Check --base-url; if the images really were deleted upstream, run again with "
+            f"--max-deletes {self._requested} (or MIRROR_MAX_DELETES)"
+        )
+
+    async def _commit_deletions(self) -> None:
+        """Mark the held-back deletions, unless the guard refused them (or the database is
+        gone): all in one transaction, so none is committed before the guard decided."""
+        if isinstance(self.fatal, (TooManyDeletions, *_DATABASE_GONE)) or not self._to_delete:
+            return
+        if self.options.dry_run:
+            self.counts.deleted += len(self._to_delete)
+            self._keep_changes([(image_id, "deleted") for image_id in self._to_delete])
+            return
+        counts = await self._in_database(
+            store.mark_deleted, image_ids=self._to_delete, run_id=self.run_id, now=_now()
+        )
+        if counts is not None:
+            self.counts.add(counts)
+
+    async def _in_database(self, fn: Callable[..., _T], **kwargs: Any) -> _T | None:
+        """Run a store function in a worker thread, the sync lock checked first. A lost
+        connection (server restarted, session killed) rolled the transaction back, so it is
+        retried once on a new one; any other database error aborts the run (None)."""
+        engine = self.engine
+        assert engine is not None
         for attempt in (1, 2):
             try:
-                counts, failures = await asyncio.to_thread(
-                    store.store_batch,
-                    self.engine,
-                    batch=batch,
-                    run_id=self.run_id,
-                    now=_now(),
-                    dry_run=self.options.dry_run,
-                )
+                warning = await asyncio.to_thread(self.lock.ensure_held)
+                if warning is not None and self.on_warning is not None:
+                    self.on_warning(warning)
+                return await asyncio.to_thread(fn, engine, **kwargs)
+            except MirrorError as exc:
+                self._abort(exc)
+                return None
             except OperationalError as exc:
-                # The connection was lost (server restarted, connection killed): the batch's
-                # transaction was rolled back, so it is retried once on a new connection.
-                if attempt == 1:
+                if attempt == 1 and not db.is_sqlite_busy(engine.url, exc):
                     continue
-                self._abort(DatabaseUnavailable(db.describe_db_error(self.engine.url, exc)))
-                return
+                self._abort(db.database_error(engine.url, exc))
             except SQLAlchemyError as exc:
-                self._abort(DatabaseUnavailable(db.describe_db_error(self.engine.url, exc)))
-                return
-            self.counts.add(counts)
-            # All failures are in sync_failures; memory keeps only what a summary shows.
-            self.failures.extend(failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
-            return
+                self._abort(db.database_error(engine.url, exc))
+                return None
+        return None
 
     def close(self, status: str, *, error: str | None = None) -> None:
-        if self.run_id is None:
+        """Record the run's end. After a database failure the connection may be back (a
+        restarted server): tried on fresh connections a few times, then given up quietly
+        (the original error is what the user needs to see)."""
+        if self.run_id is None or self.engine is None:
             return
-        # If the database is gone, the original error is what the user needs to see.
-        with contextlib.suppress(SQLAlchemyError):
-            store.finish_run(
-                self.engine,
-                run_id=self.run_id,
-                status=status,
-                counts=self.counts,
-                now=_now(),
-                error=error,
-            )
+        # Another process's SQLite write lock will not be gone in a second: one try then.
+        attempts = 1 if isinstance(self.fatal, DatabaseBusy) else CLOSE_ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                store.finish_run(
+                    self.engine,
+                    run_id=self.run_id,
+                    status=status,
+                    counts=self.counts,
+                    now=_now(),
+                    error=error,
+                    busy_timeout=CLOSE_BUSY_TIMEOUT,
+                )
+                return
+            except SQLAlchemyError:
+                if self.fatal is None or attempt == attempts - 1:
+                    return
+                self.engine.dispose()
+                time.sleep(CLOSE_RETRY_SECONDS)
 
 
 _FLUSH: Any = object()
+_DATABASE_GONE = (DatabaseUnavailable, DatabaseBusy)
 
 
 @contextlib.contextmanager
 def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to `handler` while the event loop runs (main thread only)."""
+    """Route SIGINT and SIGTERM to `handler` while the event loop runs (main thread only).
+
+    The handlers from before are put back afterwards: asyncio would leave SIGTERM at its
+    default, and a SIGTERM just after the run would then kill the process (exit 143).
+    """
     loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
+    installed: list[tuple[signal.Signals, Any]] = []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
+            installed.append((sig, signal.getsignal(sig)))
             loop.add_signal_handler(sig, handler)
-            installed.append(sig)
     try:
         yield
     finally:
-        for sig in installed:
+        for sig, previous in installed:
             loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
 
 
 def _add(batch: Batch, item: ImageRow | str | Failure) -> None:
@@ -387,7 +506,7 @@ def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
     try:
         return fn(engine, **kwargs)
     except SQLAlchemyError as exc:
-        raise DatabaseUnavailable(db.describe_db_error(engine.url, exc)) from None
+        raise db.database_error(engine.url, exc) from None
 
 
 def _now() -> datetime:

@@ -281,19 +281,35 @@ def test_dry_run_fetches_compares_and_writes_nothing(
     summary = json.loads(result.stdout)
     assert summary["dry_run"] is True and summary["run_id"] is None
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (2, 1, 0)
+    assert sorted((c["image_id"], c["change"]) for c in summary["changes"]) == sorted(
+        [(ids[0], "changed"), (ids[1], "new"), (ids[2], "new")]
+    )
     assert rows(engine, "SELECT * FROM images") == before
     assert scalar(engine, "SELECT count(*) FROM sync_runs") == 1
     assert sum(standin.state.requests.values()) == 4
 
+    standin.state.missing.add(ids[0])
+    text = sync(standin, database_url, *ids, "--dry-run")
+    assert text.exit_code == 0, text.output
+    assert f"  would be deleted: {ids[0]}" in text.stdout.splitlines()
+    assert f"  would be new: {ids[1]}" in text.stdout.splitlines()
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 0
 
-def test_dry_run_on_a_new_database_creates_only_the_schema(
-    standin: StandIn, database_url: str, engine: Engine
+
+def test_dry_run_on_a_new_database_creates_nothing_and_everything_is_new(
+    standin: StandIn, database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    result = sync(standin, database_url, *new_ids(2), "--dry-run")
-    assert result.exit_code == 0
-    assert result.stdout.startswith("dry run: would sync 2 images: 2 new")
-    assert scalar(engine, "SELECT count(*) FROM images") == 0
-    assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
+    ids = new_ids(2)
+    standin.state.missing.add(ids[1])
+    result = sync(standin, database_url, *ids, "--dry-run")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("dry run: would sync 2 images: 1 new")
+    assert "1 not found" in result.stdout
+    assert f"  would be new: {ids[0]}" in result.stdout.splitlines()
+    if engine.dialect.name == "sqlite":
+        assert list(tmp_path.iterdir()) == []  # no database file, no lock file
+    else:
+        assert scalar(engine, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
 
 
 def test_not_found_and_deleted(standin: StandIn, database_url: str, engine: Engine) -> None:
