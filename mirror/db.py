@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,21 @@ if TYPE_CHECKING:
 SCHEMA_REVISIONS = ("0001", "0002", "0003")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write lock
+
+
+def sqlite_busy_timeout() -> float:
+    """MIRROR_SQLITE_BUSY_TIMEOUT (seconds), else the default."""
+    raw = os.environ.get("MIRROR_SQLITE_BUSY_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_SQLITE_BUSY_TIMEOUT
+    except ValueError:
+        raise InputError(f"MIRROR_SQLITE_BUSY_TIMEOUT must be seconds, not {raw!r}") from None
+    if not 0 <= value <= 86_400:
+        raise InputError(f"MIRROR_SQLITE_BUSY_TIMEOUT must be 0 to 86400 seconds, not {raw!r}")
+    return value
+
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 APPLICATION_NAME = "autoenhance-mirror"  # what pg_stat_activity shows for our sessions
 
@@ -61,10 +76,8 @@ def create_db_engine(url: URL) -> Engine:
 
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        )
+        timeout = sqlite_busy_timeout()
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -77,7 +90,6 @@ def _create_engine(url: URL) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # 32 MiB of page cache: random UUID keys touch every page of the primary key index.
@@ -156,7 +168,7 @@ def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
     if is_sqlite_busy(url, exc):
         return DatabaseBusy(
             f"another process holds a write lock on the database {masked(url)} "
-            f"(waited {SQLITE_BUSY_TIMEOUT_MS // 1000} s: {original}); nothing was lost, "
+            f"(waited {sqlite_busy_timeout():g} s: {original}); nothing was lost, "
             "try again when it has finished (a long transaction open in a sqlite3 shell, "
             "or a backup, holds it)"
         )

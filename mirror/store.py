@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.api import FailureKind
-from mirror.db import SQLITE_BUSY_TIMEOUT_MS
+from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.payload import CONTENT_COLUMNS, ImageRow
 
@@ -139,7 +139,7 @@ def finish_run(
             .values(status=status, finished_at=now, error=error, **counts.as_dict())
         )
         if busy_timeout is not None and connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(sqlite_busy_timeout() * 1000)}")
 
 
 @dataclass

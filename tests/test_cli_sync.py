@@ -422,3 +422,136 @@ def test_a_file_that_is_not_utf8_text_is_an_input_error(
     assert result.exit_code == 2
     assert "not UTF-8 text" in result.stderr
     assert standin.state.total_requests == 0
+
+
+# --- the deletion guard ----------------------------------------------------------------------
+
+
+def test_a_base_url_ending_in_v3_is_an_input_error(standin: StandIn, database_url: str) -> None:
+    result = run_cli(
+        "sync", *new_ids(1), "--base-url", standin.url + "/v3", "--database-url", database_url
+    )
+    assert result.exit_code == 2
+    assert f"use --base-url {standin.url}" in result.stderr
+    assert standin.state.total_requests == 0
+
+
+def test_implausibly_many_404s_mark_nothing_deleted_and_exit_3(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """What a wrong base URL path does: every request 404s. The mirror must survive it."""
+    ids = new_ids(300)
+    assert sync(standin, database_url, *ids).exit_code == 0
+    standin.state.missing.update(ids)
+    result = sync(standin, database_url, *ids, "--quiet")
+    assert result.exit_code == 3, result.output
+    assert f"the API at {standin.url} answered 404 for" in result.stderr
+    assert "nothing was marked deleted" in result.stderr and "--max-deletes" in result.stderr
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 0
+    run = rows(engine, "SELECT status, deleted, error FROM sync_runs ORDER BY id DESC")[0]
+    assert (run["status"], run["deleted"]) == ("failed", 0)
+    assert "answered 404" in run["error"]
+    assert standin.state.total_requests < 2 * 300  # it stopped early
+
+    allowed = sync(standin, database_url, *ids, "--max-deletes", "300", "--json")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["deleted"] == 300
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 300
+
+
+def test_a_handful_of_real_deletions_pass_the_guard(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(40)
+    assert sync(standin, database_url, *ids).exit_code == 0
+    standin.state.missing.update(ids[:5])
+    result = sync(standin, database_url, *ids, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deleted"] == 5
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 5
+
+
+def test_max_deletes_comes_from_the_environment(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(2)
+    assert sync(standin, database_url, *ids).exit_code == 0
+    standin.state.missing.add(ids[0])
+    result = run_cli(
+        "sync",
+        *ids,
+        "--base-url",
+        standin.url,
+        "--database-url",
+        database_url,
+        env={"MIRROR_MAX_DELETES": "0"},
+    )
+    assert result.exit_code == 3
+    assert "(0: --max-deletes 0)" in result.stderr
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 0
+
+
+# --- input checked before any request ---------------------------------------------------------
+
+
+def test_a_line_break_in_a_header_value_is_an_input_error(
+    standin: StandIn, database_url: str
+) -> None:
+    for option in ("--api-version", "--api-key"):
+        result = sync(standin, database_url, *new_ids(1), option, "v\r\nX-Injected: yes")
+        assert result.exit_code == 2, result.output
+        assert "line break" in result.stderr
+    assert standin.state.total_requests == 0
+
+
+def test_standard_input_closed_is_an_input_error(standin: StandIn, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'exec "{sys.executable}" -m mirror sync --from-file - --base-url {standin.url} '
+            f"--database-url {tmp_path / 'm.db'} <&-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "standard input is closed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- machine-readable output ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["nope"], 2, "is not a UUID"),
+        (["--concurrency", "0"], 2, "--concurrency"),
+        (["--api-key", "k-123456"], 3, "the API rejected the request"),
+    ],
+)
+def test_json_errors_are_one_object_on_stdout(
+    standin: StandIn, database_url: str, args: list[str], code: int, words: str
+) -> None:
+    standin.state.require_key = "another-key"
+    result = sync(standin, database_url, *new_ids(1), *args, "--json")
+    assert result.exit_code == code, result.output
+    error = json.loads(result.stdout)
+    assert error["exit_code"] == code and words in error["message"]
+    assert error["status"] == {2: "input_error", 3: "failed"}[code]
+    assert "k-123456" not in result.output
+
+
+def test_the_json_summary_lists_the_failures(standin: StandIn, database_url: str) -> None:
+    ids = new_ids(3)
+    standin.state.script(ids[0], Fault(status=400))
+    standin.state.missing.add(ids[1])
+    result = sync(standin, database_url, *ids, "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    failures = {f["image_id"]: f for f in summary["failures"]}
+    assert failures[ids[0]]["kind"] == "http_error" and failures[ids[0]]["http_status"] == 400
+    assert failures[ids[1]]["kind"] == "not_found"
+    assert summary["failures_left_out"] == 0

@@ -6,19 +6,23 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from mirror.lock import sync_lock
+from mirror.config import parse_database_url
+from mirror.lock import ADVISORY_LOCK_KEY, sync_lock
+from mirror.models import sync_runs_table
 from mirror.payload import content_hash
 from mirror.standin import Fault, StandIn, record_for
 
@@ -273,4 +277,240 @@ def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_
     assert result.exit_code == 3
     assert "password authentication failed" in result.stderr
     assert "definitely-wrong-pw" not in result.output
+    assert standin.state.total_requests == 0
+
+
+# --- hardening: locks, migrations, inputs, signals, SQLite ---------------------------------------
+
+
+def _terminate_lock_session(engine: Engine) -> int:
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": "autoenhance-mirror (lock)"},
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgres
+def test_a_run_whose_lock_session_died_takes_the_lock_again(
+    standin: StandIn, postgres_url: str
+) -> None:
+    engine = create_engine(parse_database_url(postgres_url))
+    ids = new_ids(80)
+    standin.state.latency = 0.05
+    process = start_cli(
+        "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
+        "--database-url", postgres_url,
+    )  # fmt: skip
+    wait_for_requests(standin, 10)
+    assert _terminate_lock_session(engine) == 1
+    stdout, stderr = process.communicate(timeout=60)
+    engine.dispose()
+    assert process.returncode == 0, stderr
+    assert "lock taken again" in stderr
+    assert "80 new" in stdout
+
+
+@pytest.mark.postgres
+def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
+    standin: StandIn, postgres_url: str
+) -> None:
+    engine = create_engine(parse_database_url(postgres_url))
+    ids = new_ids(80)
+    standin.state.latency = 0.05
+    process = start_cli(
+        "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
+        "--database-url", postgres_url,
+    )  # fmt: skip
+    wait_for_requests(standin, 10)
+    with engine.connect() as other:  # another sync, as far as the lock can tell
+        assert _terminate_lock_session(engine) == 1
+        assert other.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        ).scalar_one()
+        other.commit()
+        written = scalar(engine, "SELECT count(*) FROM images")
+        _stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 75, stderr
+        assert "lost its sync lock" in stderr
+        assert scalar(engine, "SELECT count(*) FROM images") == written < 80
+    engine.dispose()
+
+
+def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url: str) -> None:
+    from mirror import db, store
+
+    engine = db.create_db_engine(parse_database_url(database_url))
+    db.ensure_schema(engine)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        now = datetime.now(UTC)
+        with engine.begin() as connection:
+            first, second = (
+                connection.execute(
+                    insert(sync_runs_table)
+                    .values(
+                        started_at=now, status="running", requested=1, host=socket.gethostname()
+                    )
+                    .returning(sync_runs_table.c.id)
+                ).scalar_one()
+                for _ in range(2)
+            )
+            connection.execute(
+                text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
+                {"pid": live.pid, "id": first},
+            )
+            connection.execute(
+                text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
+                {"pid": dead.pid, "id": second},
+            )
+        store.start_run(engine, requested=1, now=now)
+        states = dict(
+            (r["id"], r["status"])
+            for r in rows(engine, "SELECT id, status FROM sync_runs ORDER BY id")
+        )
+        assert states[first] == "running"
+        assert states[second] == "interrupted"
+    finally:
+        live.kill()
+        live.wait()
+        engine.dispose()
+
+
+def test_the_sqlite_lock_holds_through_a_symlink(standin: StandIn, tmp_path: Path) -> None:
+    real = tmp_path / "mirror.db"
+    link = tmp_path / "link.db"
+    assert run_cli("db", "upgrade", "--database-url", str(real)).exit_code == 0
+    link.symlink_to(real)
+    standin.state.latency = 0.05
+    process = start_cli(
+        "sync", *new_ids(60), "--concurrency", "1", "--base-url", standin.url,
+        "--database-url", str(real),
+    )  # fmt: skip
+    try:
+        wait_for_requests(standin, 3)
+        second = run_cli(
+            "sync", *new_ids(1), "--base-url", standin.url, "--database-url", str(link)
+        )
+        assert second.exit_code == 75, second.output
+    finally:
+        process.communicate(timeout=60)
+
+
+def test_an_interrupted_first_migration_leaves_no_half_schema(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """A migration that fails half-way (here: a table in the way) must leave nothing behind,
+    as a SIGKILL in the middle of the first run's schema creation must."""
+    import sqlite3
+
+    path = tmp_path / "mirror.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE sync_failures (x)")  # 0001 creates images first
+    common = ["--base-url", standin.url, "--database-url", str(path)]
+    result = run_cli("sync", *new_ids(1), *common)
+    assert result.exit_code == 3
+    with sqlite3.connect(path) as connection:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"sync_failures"}  # no `images` without an Alembic stamp
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE sync_failures")
+    assert run_cli("sync", *new_ids(1), *common).exit_code == 0
+
+
+def test_an_id_file_rewritten_during_the_run_changes_nothing(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    ids = new_ids(60)
+    listing = tmp_path / "ids.txt"
+    listing.write_text("\n".join(ids) + "\n")
+    standin.state.latency = 0.03
+    process = start_cli(
+        "sync", "--from-file", str(listing), "--concurrency", "2", "--json",
+        "--base-url", standin.url, "--database-url", str(tmp_path / "m.db"),
+    )  # fmt: skip
+    wait_for_requests(standin, 5)
+    listing.write_text("not-a-uuid\n" + "\n".join(new_ids(500)) + "\n")  # `generate > ids.txt`
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["requested"], summary["inserted"]) == (60, 60)
+    assert set(standin.state.requests) == set(ids)
+
+
+def test_sigterm_during_start_up_exits_130(tmp_path: Path) -> None:
+    process = start_cli("sync", *new_ids(1), "--database-url", str(tmp_path / "m.db"))
+    time.sleep(0.15)  # the interpreter is up, the heavy imports are not done
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+
+
+def test_sigterm_after_a_run_is_not_the_default_kill() -> None:
+    """The event loop's signal handlers are removed after a run; SIGTERM must then still
+    raise KeyboardInterrupt (exit 130), not fall back to the default (exit 143)."""
+    from mirror.sync import _signals_handled_by
+
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+
+        async def handled() -> None:
+            with _signals_handled_by(lambda: None):
+                pass
+
+        import asyncio
+
+        asyncio.run(handled())
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "mirror.db"
+    assert run_cli("db", "upgrade", "--database-url", str(path)).exit_code == 0
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    try:
+        result = run_cli(
+            "sync", *new_ids(3), "--base-url", standin.url, "--database-url", str(path),
+            env={"MIRROR_SQLITE_BUSY_TIMEOUT": "1"},
+        )  # fmt: skip
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert result.exit_code == 75, result.output
+    assert "another process holds a write lock on the database" in result.stderr
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("database", "words"),
+    [
+        ("missing-dir/sub.db", "the directory missing-dir does not exist"),
+        ("notes.txt", "is not a SQLite database"),
+    ],
+)
+def test_sqlite_paths_that_cannot_be_used_say_why_and_create_nothing(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str, words: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", database)
+    assert result.exit_code == 3, result.output
+    assert words in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert standin.state.total_requests == 0

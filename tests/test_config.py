@@ -1,0 +1,90 @@
+"""Options checked before anything runs: database URLs, the base URL, header values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.config import check_base_url, check_header_value, masked, parse_database_url
+from mirror.errors import InputError
+
+PASSWORD_PIECES = ["Tr0ub", "dor", "Secr3tTail", "p4ss", "w0rdX"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgresql://u:Tr0ub@dor:Secr3tTail/x@127.0.0.1/db",  # was: int() traceback
+        "postgresql://u:p4ss@w0rdX@127.0.0.1/db",  # was: failed to resolve host 'w0rdX@…'
+        "postgresql://u:Tr0ub@dor@127.0.0.1:5432/db",
+    ],
+)
+def test_a_password_with_reserved_characters_is_refused_without_showing_it(raw: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_database_url(raw)
+    message = str(caught.value)
+    assert "percent-encoded" in message and "postgresql://***" in message
+    assert not any(piece in message for piece in PASSWORD_PIECES), message
+
+
+def test_a_percent_encoded_password_works_and_is_masked() -> None:
+    url = parse_database_url("postgresql://u:Tr0ub%40dor%3ASecr3t@127.0.0.1/db")
+    assert url.password == "Tr0ub@dor:Secr3t"
+    assert masked(url) == "postgresql://u:***@127.0.0.1/db"
+
+
+def test_a_driver_that_is_not_installed_names_the_plain_form() -> None:
+    with pytest.raises(InputError, match=r"not installed; write plain postgresql://"):
+        parse_database_url("postgresql+psycopg2://u:hunter22@h/db")
+
+
+@pytest.mark.parametrize("raw", ["sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:"])
+def test_in_memory_sqlite_is_refused(raw: str) -> None:
+    with pytest.raises(InputError, match="in-memory"):
+        parse_database_url(raw)
+
+
+def test_plain_paths_and_tilde_are_sqlite_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_database_url("mirror.db").database == "mirror.db"
+    assert parse_database_url("~/data/m.db").database == str(tmp_path / "data" / "m.db")
+    assert parse_database_url("sqlite:///~/m.db").database == str(tmp_path / "m.db")
+    assert parse_database_url("mirror.db").get_backend_name() == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "fix"),
+    [
+        ("http://127.0.0.1:8000/v3", "use --base-url http://127.0.0.1:8000"),
+        ("https://api.autoenhance.ai/v3/", "use --base-url https://api.autoenhance.ai"),
+        ("http://h/proxy/v3/images", "use --base-url http://h/proxy"),
+    ],
+)
+def test_a_base_url_holding_v3_is_an_input_error_naming_the_fix(base_url: str, fix: str) -> None:
+    with pytest.raises(InputError, match=fix):
+        check_base_url(base_url)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["ftp://h", "api.autoenhance.ai", "http://h/a b", "http://h/x?y=1"]
+)
+def test_other_unusable_base_urls_are_input_errors(base_url: str) -> None:
+    with pytest.raises(InputError):
+        check_base_url(base_url)
+
+
+def test_good_base_urls_pass() -> None:
+    assert check_base_url("https://api.autoenhance.ai/") == "https://api.autoenhance.ai"
+    assert check_base_url("http://127.0.0.1:8000/v30") == "http://127.0.0.1:8000/v30"
+
+
+@pytest.mark.parametrize("value", ["2025-08-31\r\nX-Injected: yes", "a\nb", "a\x00b", "a\x7f"])
+def test_header_values_with_line_breaks_or_controls_are_refused(value: str) -> None:
+    with pytest.raises(InputError, match="line break or control"):
+        check_header_value("--api-version", value)
+    with pytest.raises(InputError) as caught:
+        check_header_value("--api-key", value, secret=True)
+    assert value not in str(caught.value)
