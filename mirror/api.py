@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from mirror import __version__
-from mirror.errors import ApiKeyRejected
+from mirror.errors import ApiKeyRejected, ApiUnreachable
 from mirror.http11 import (
     BodyTooLarge,
     ConnectFailed,
@@ -53,6 +53,11 @@ class ApiSettings:
     timeout: float = 30.0
     retries: int = 3
     concurrency: int = 8
+    connect_timeout: float = 10.0  # connecting and the TLS handshake, within `timeout`
+
+    @property
+    def effective_connect_timeout(self) -> float:
+        return min(self.connect_timeout, self.timeout)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -81,7 +86,6 @@ class FetchFailed:
     kind: FailureKind
     message: str
     http_status: int | None = None
-    refused: bool = False  # the connection was refused: nothing is listening
 
 
 FetchResult = Fetched | FetchFailed
@@ -101,7 +105,9 @@ class Http11Transport:
     def __init__(self, settings: ApiSettings, ssl_context: ssl.SSLContext | None) -> None:
         origin = Origin.parse(settings.base_url)
         self._template = GetTemplate(origin, settings.headers())
-        self._connection = Connection(origin, ssl_context=ssl_context)
+        self._connection = Connection(
+            origin, ssl_context=ssl_context, connect_timeout=settings.effective_connect_timeout
+        )
 
     async def get(self, path: str) -> RawResponse:
         return await self._connection.get(self._template.head(path), max_body=MAX_BODY_BYTES)
@@ -135,12 +141,15 @@ class HttpxTransport:
                 return RawResponse(
                     response.status_code, response.reason_phrase, headers, b"".join(chunks)
                 )
+        except httpx.ConnectTimeout:
+            raise ConnectFailed("no connection within the connect timeout") from None
         except httpx.TimeoutException:
             raise TimeoutError from None
         except httpx.ConnectError as exc:
             refused = _caused_by(exc, ConnectionRefusedError)
-            message = "connection refused" if refused else f"cannot connect: {exc}"
-            raise ConnectFailed(message, refused=refused) from None
+            raise ConnectFailed(
+                "connection refused" if refused else f"cannot connect: {exc}"
+            ) from None
         except httpx.TransportError as exc:
             raise ConnectionLost(str(exc) or type(exc).__name__) from None
 
@@ -163,7 +172,7 @@ class TransportFactory:
             self._client = httpx.AsyncClient(
                 base_url=settings.base_url,
                 headers=settings.headers(),
-                timeout=httpx.Timeout(settings.timeout),
+                timeout=httpx.Timeout(settings.timeout, connect=settings.effective_connect_timeout),
                 limits=httpx.Limits(max_connections=settings.concurrency),
                 follow_redirects=False,
             )
@@ -197,6 +206,29 @@ def _needs_httpx(base_url: str) -> bool:
     return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
 
 
+class Reachability:
+    """Whether the API was ever reached: when the first attempts of a run all fail to
+    connect (refused, DNS, connect timeout, TLS handshake), the API is not there and the run
+    stops at once (ApiUnreachable, exit 3) instead of retrying each image in turn."""
+
+    def __init__(self, base_url: str, *, give_up_after: int = 3) -> None:
+        self._base_url = base_url
+        self._give_up_after = give_up_after
+        self._failures = 0
+        self.answered = False
+
+    def connect_failed(self, reason: str) -> None:
+        if self.answered:
+            return
+        self._failures += 1
+        if self._failures >= self._give_up_after:
+            raise ApiUnreachable(
+                f"cannot reach the API at {self._base_url}: the first {self._failures} "
+                f"attempts failed to connect ({reason}); check --base-url and the network, "
+                "nothing more was tried"
+            )
+
+
 class ImageFetcher:
     """GETs images with retries, backoff and the run's shared pacing."""
 
@@ -207,14 +239,17 @@ class ImageFetcher:
         retries: int,
         timeout: float,
         backoff_base: float = BACKOFF_BASE,
+        reachability: Reachability | None = None,
     ) -> None:
+        self._reachability = reachability
         self._limiter = limiter
         self._retries = retries
         self._timeout = timeout
         self._backoff_base = backoff_base
 
     async def fetch(self, transport: Transport, image_id: str) -> FetchResult:
-        """GET the image, retrying what is retryable. Raises ApiKeyRejected on 401/403."""
+        """GET the image, retrying what is retryable. Raises ApiKeyRejected on 401/403,
+        ApiUnreachable when the run's first attempts all failed to connect."""
         attempt = 0
         while True:
             result, retry_after = await self._attempt(transport, image_id)
@@ -241,12 +276,21 @@ class ImageFetcher:
         except TimeoutError:
             return _failed(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
         except ConnectFailed as exc:
-            return FetchFailed(image_id, "connection", str(exc), refused=exc.refused), 0.0
+            if self._reachability is not None:
+                self._reachability.connect_failed(str(exc))
+            return _failed(image_id, "connection", str(exc)), 0.0
         except BodyTooLarge as exc:
+            self._answered()
             return _failed(image_id, "invalid_payload", str(exc), 200), None
         except HttpError as exc:
+            self._answered()
             return _failed(image_id, "connection", f"connection lost: {exc}"), 0.0
+        self._answered()
         return _interpret(image_id, response)
+
+    def _answered(self) -> None:
+        if self._reachability is not None:
+            self._reachability.answered = True
 
 
 def _interpret(image_id: str, response: RawResponse) -> tuple[FetchResult, float | None]:

@@ -20,6 +20,7 @@ from mirror.config import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DATABASE_URL,
     DEFAULT_MAX_RATE,
     DEFAULT_RETRIES,
@@ -170,6 +171,15 @@ def cli() -> None:
     help="Seconds per request.",
 )
 @click.option(
+    "--connect-timeout",
+    envvar="MIRROR_CONNECT_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_CONNECT_TIMEOUT,
+    show_default=True,
+    help="Seconds to connect (TLS handshake included), within --timeout.",
+)
+@click.option(
     "--retries",
     envvar="MIRROR_RETRIES",
     show_envvar=True,
@@ -205,6 +215,7 @@ def sync(
     max_rate: float,
     concurrency: int,
     timeout: float,
+    connect_timeout: float,
     retries: int,
     max_deletes: int | None,
     dry_run: bool,
@@ -235,6 +246,7 @@ def sync(
             api_version=api_version,
             api_key=api_key,
             timeout=timeout,
+            connect_timeout=connect_timeout,
             retries=retries,
             concurrency=concurrency,
         ),

@@ -12,6 +12,7 @@ TLS. Proxies are not supported: `api.py` falls back to httpx when a proxy is con
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -24,9 +25,8 @@ class HttpError(Exception):
 
 
 class ConnectFailed(HttpError):
-    def __init__(self, message: str, *, refused: bool) -> None:
-        super().__init__(message)
-        self.refused = refused
+    """No connection to the server: refused, name not resolved, connect timeout, or the TLS
+    handshake failed. Nothing reached the server."""
 
 
 class ConnectionLost(HttpError):
@@ -121,9 +121,16 @@ class Connection:
     closes the connection, as its state is then unknown.
     """
 
-    def __init__(self, origin: Origin, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.origin = origin
         self._ssl = ssl_context
+        self._connect_timeout = connect_timeout
         self._stream: _Stream | None = None
 
     async def get(self, head: bytes, *, max_body: int) -> RawResponse:
@@ -158,18 +165,30 @@ class Connection:
         self.close()
         loop = asyncio.get_running_loop()
         origin = self.origin
+        tls = origin.scheme == "https"
         try:
-            _, stream = await loop.create_connection(
-                _Stream,
-                origin.host,
-                origin.port,
-                ssl=self._ssl if origin.scheme == "https" else None,
-                server_hostname=origin.host if origin.scheme == "https" else None,
-            )
+            async with asyncio.timeout(self._connect_timeout):
+                _, stream = await loop.create_connection(
+                    _Stream,
+                    origin.host,
+                    origin.port,
+                    ssl=self._ssl if tls else None,
+                    server_hostname=origin.host if tls else None,
+                    ssl_handshake_timeout=self._connect_timeout if tls else None,
+                )
+        except TimeoutError:
+            what = "connection and TLS handshake" if tls else "connection"
+            raise ConnectFailed(
+                f"no {what} within {self._connect_timeout:g} s (connect timeout)"
+            ) from None
         except ConnectionRefusedError:
-            raise ConnectFailed("connection refused", refused=True) from None
+            raise ConnectFailed("connection refused") from None
+        except socket.gaierror as exc:
+            raise ConnectFailed(f"cannot resolve {origin.host}: {exc.strerror or exc}") from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"TLS handshake failed: {exc.reason or exc}") from None
         except OSError as exc:
-            raise ConnectFailed(f"cannot connect: {exc.strerror or exc}", refused=False) from None
+            raise ConnectFailed(f"cannot connect: {exc.strerror or exc}") from None
         self._stream = stream
         return stream
 

@@ -27,12 +27,12 @@ from mirror.api import (
     FetchFailed,
     FetchResult,
     ImageFetcher,
+    Reachability,
     Transport,
     TransportFactory,
 )
 from mirror.config import Redactor
 from mirror.errors import (
-    ApiUnreachable,
     DatabaseBusy,
     DatabaseUnavailable,
     Interrupted,
@@ -56,7 +56,8 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 MAX_FAILURES_KEPT = 100
 MAX_CHANGES_KEPT = 10_000  # what a dry run lists, image by image
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
-# This many refused connections, with no answer from the API at all, means it is not there.
+# This many failed connection attempts, with no answer from the API at all, means it is not
+# there (see api.Reachability).
 UNREACHABLE_AFTER = 3
 # The deletion guard's default: a run may mark at most this share of its requested images
 # deleted, and never fewer than DELETES_ALWAYS_ALLOWED. A wrong base URL 404s everything.
@@ -222,8 +223,6 @@ class _Run:
         self.interrupted = False
         self._in_flight: set[asyncio.Future[FetchResult]] = set()
         self._requested = 0
-        self._answered = False  # the API answered at least once
-        self._refused = 0
         self._to_delete: list[str] = []  # held back until the deletion guard has decided
         self._deletion_limit = 0
         self.changes: list[tuple[str, str]] = []  # dry runs: what would be written
@@ -263,6 +262,9 @@ class _Run:
             retries=settings.retries,
             timeout=settings.timeout,
             backoff_base=self.options.backoff_base,
+            reachability=Reachability(
+                settings.base_url, give_up_after=min(UNREACHABLE_AFTER, max(1, len(image_ids)))
+            ),
         )
         with _signals_handled_by(self._interrupt):
             try:
@@ -311,22 +313,9 @@ class _Run:
 
     def _outcome(self, result: Fetched | FetchFailed) -> ImageRow | str | Failure:
         if isinstance(result, FetchFailed):
-            if result.refused and not self._answered:
-                self._refused += 1
-                if self._refused >= min(UNREACHABLE_AFTER, self._requested):
-                    self._abort(
-                        ApiUnreachable(
-                            f"cannot reach the API at {self.options.api.base_url}: every "
-                            "connection was refused; check --base-url and the network, "
-                            "nothing more was tried"
-                        )
-                    )
-            else:
-                self._answered = True
             if result.kind == "not_found":
                 return result.image_id
             return Failure(result.image_id, result.kind, result.message, result.http_status)
-        self._answered = True
         try:
             row = to_row(parse_body(result.body), requested_id=result.image_id)
         except InvalidPayload as exc:

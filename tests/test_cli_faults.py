@@ -224,3 +224,25 @@ def test_a_body_that_cannot_be_mapped_fails_that_image_only(
     assert stored == {ids[0], ids[-1]}
     if engine.dialect.name == "sqlite":  # every stored JSON value reads back as JSON
         assert scalar(engine, "SELECT min(json_valid(extra)) FROM images") == 1
+
+
+@pytest.mark.parametrize(
+    ("base_url", "words"),
+    [
+        ("http://nonexistent-host.invalid", "cannot resolve nonexistent-host.invalid"),
+        ("https://127.0.0.1:{port}", "connect timeout"),  # TLS to a plain-HTTP server
+    ],
+)
+def test_an_api_that_cannot_be_connected_to_stops_the_run_at_once(
+    standin: StandIn, database_url: str, engine: Engine, base_url: str, words: str
+) -> None:
+    """DNS failures and handshakes that never finish count like refused connections: with
+    no answer ever, the first attempts failing to connect end the run (exit 3)."""
+    started = time.monotonic()
+    result = sync(
+        base_url.format(port=standin.port), database_url, *new_ids(300), "--connect-timeout", "1"
+    )
+    assert result.exit_code == 3, result.output
+    assert "cannot reach the API" in result.stderr and words in result.stderr
+    assert time.monotonic() - started < 20
+    assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
