@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import os
 import random
+import re
 import ssl
 import time
 import urllib.request
@@ -42,6 +43,8 @@ RETRY_AFTER_CAP = 120.0  # seconds: a hostile Retry-After cannot stall a run for
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²"
+
 FailureKind = Literal["not_found", "http_error", "timeout", "connection", "invalid_payload"]
 
 
@@ -63,6 +66,7 @@ class ApiSettings:
         headers = {
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
+            "Accept-Encoding": "gzip",
             "x-api-version": self.api_version,
         }
         if self.api_key:
@@ -128,7 +132,7 @@ class HttpxTransport:
         try:
             async with self._client.stream("GET", path) as response:
                 declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                if _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY_BYTES:
                     raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
                 chunks: list[bytes] = []
                 size = 0
@@ -321,14 +325,14 @@ def _retry_after(headers: dict[str, str]) -> float:
     if not value:
         return 0.0
     seconds: float
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         seconds = float(value)
     else:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            seconds = when.timestamp() - time.time()
+        except Exception:  # whatever a server sends, a bad header is no reason to wait
             return 0.0
-        seconds = when.timestamp() - time.time()
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 

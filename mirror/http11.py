@@ -12,8 +12,10 @@ TLS. Proxies are not supported: `api.py` falls back to httpx when a proxy is con
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -72,11 +74,18 @@ class Origin:
 
 
 class _Stream(asyncio.Protocol):
-    """Buffers what the server sends and wakes the reader."""
+    """Buffers what the server sends and wakes the reader.
+
+    What it may buffer is bounded: bytes beyond `limit` during a request, or any byte while
+    no request is out (a server that keeps sending after its answer), close the connection.
+    """
 
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.closed = False
+        self.overflow = False  # closed for sending more than it may
+        self.busy = False  # a request is out: bytes are expected
+        self.limit = MAX_HEAD_BYTES
         self.received = 0  # bytes that arrived on this connection so far
         self.transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -88,6 +97,12 @@ class _Stream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.received += len(data)
+        if (not self.busy or len(self.buffer) > self.limit) and not self.closed:
+            self.overflow = True
+            self.closed = True
+            self.buffer.clear()
+            if self.transport is not None:
+                self.transport.close()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -105,6 +120,8 @@ class _Stream(asyncio.Protocol):
 
     async def more(self) -> None:
         """Wait for more bytes; raises ConnectionLost once the server has closed."""
+        if self.overflow:
+            raise BodyTooLarge(f"the server sent more than {self.limit} bytes for one response")
         if self.closed:
             raise ConnectionLost("the server closed the connection")
         self._waiter = asyncio.get_running_loop().create_future()
@@ -150,12 +167,17 @@ class Connection:
         try:
             stream = await self._connected()
             assert stream.transport is not None
+            stream.busy = True
+            stream.limit = MAX_HEAD_BYTES + max_body + MAX_HEAD_BYTES  # head, body, trailers
             stream.transport.write(head)
             response, keep_alive = await _read_response(stream, max_body=max_body)
+            stream.busy = False
         except BaseException:
             self.close()
             raise
-        if not keep_alive:
+        if not keep_alive or stream.buffer:
+            # Bytes after the answer were never asked for: reading them as the next answer
+            # would desynchronise every later request on this connection.
             self.close()
         return response
 
@@ -212,51 +234,96 @@ class GetTemplate:
         return self._start + path.encode("latin-1") + self._end
 
 
-async def _read_response(stream: _Stream, *, max_body: int) -> tuple[RawResponse, bool]:
-    buffer = stream.buffer
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_HEAD_BYTES:
-            raise ProtocolViolation("response headers too large")
-        await stream.more()
-    head = bytes(buffer[:end]).decode("latin-1")
-    del buffer[: end + 4]
-    status_line, *header_lines = head.split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ProtocolViolation(f"not an HTTP/1.1 status line: {status_line[:60]!r}")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ProtocolViolation(f"bad header line: {line[:60]!r}")
-        headers[name.strip().lower()] = value.strip()
-    status = int(code)
-    keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²"
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are tolerated (RFC 9112 §2.2)
+_LINE_END = re.compile(r"\r?\n")
 
-    if status in (204, 304) or 100 <= status < 200:
+
+async def _read_response(stream: _Stream, *, max_body: int) -> tuple[RawResponse, bool]:
+    """Read one final response; 1xx interim responses before it are skipped."""
+    while True:
+        version, status, reason, headers = await _read_head(stream)
+        if status == 101:
+            raise ProtocolViolation("101 Switching Protocols, to a request that asked for none")
+        if status >= 200:
+            break
+    keep_alive = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+    buffer = stream.buffer
+    if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
         body = await _read_chunked(stream, max_body=max_body)
-    elif (length := headers.get("content-length")) is not None:
-        if not length.isdigit():
-            raise ProtocolViolation(f"bad Content-Length: {length[:20]!r}")
-        size = int(length)
-        if size > max_body:
+    elif (length := _content_length(headers)) is not None:
+        if length > max_body:
             raise BodyTooLarge(f"body larger than {max_body} bytes")
-        while len(buffer) < size:
+        while len(buffer) < length:
             await stream.more()
-        body = bytes(buffer[:size])
-        del buffer[:size]
+        body = bytes(buffer[:length])
+        del buffer[:length]
     else:  # the body runs until the server closes
         keep_alive = False
         while not stream.closed:
             if len(buffer) > max_body:
                 raise BodyTooLarge(f"body larger than {max_body} bytes")
             await stream.more()
+        if stream.overflow:
+            raise BodyTooLarge(f"body larger than {max_body} bytes")
         body = bytes(buffer)
         buffer.clear()
-    return RawResponse(status, reason, headers, body), keep_alive
+    return RawResponse(status, reason, headers, _decoded(body, headers, max_body)), keep_alive
+
+
+async def _read_head(stream: _Stream) -> tuple[str, int, str, dict[str, str]]:
+    buffer = stream.buffer
+    while (end := _HEAD_END.search(buffer)) is None:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise ProtocolViolation("response headers too large")
+        await stream.more()
+    head = bytes(buffer[: end.start()]).decode("latin-1")
+    del buffer[: end.end()]
+    status_line, *header_lines = _LINE_END.split(head)
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not _DIGITS.fullmatch(code):
+        raise ProtocolViolation(f"not an HTTP/1.1 status line: {status_line[:60]!r}")
+    headers: dict[str, str] = {}
+    name = ""
+    for line in header_lines:
+        if line[:1] in (" ", "\t") and name:  # obs-fold: a continuation of the previous value
+            headers[name] = f"{headers[name]} {line.strip()}".strip()
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip().lower()
+        if not sep or not name:
+            raise ProtocolViolation(f"bad header line: {line[:60]!r}")
+        value = value.strip()
+        # Repeated fields are one list (RFC 9110 §5.3); Content-Length is checked below.
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return version, int(code), reason.strip(), headers
+
+
+def _content_length(headers: dict[str, str]) -> int | None:
+    """The Content-Length, or None; repeated values must agree (RFC 9112 §6.3)."""
+    raw = headers.get("content-length")
+    if raw is None:
+        return None
+    values = {value.strip() for value in raw.split(",")}
+    if len(values) != 1 or not _DIGITS.fullmatch(value := values.pop()):
+        raise ProtocolViolation(f"bad Content-Length: {raw[:40]!r}")
+    return int(value)
+
+
+async def _read_line(stream: _Stream) -> bytes:
+    """One line (CRLF or bare LF), without its end."""
+    buffer = stream.buffer
+    while (end := buffer.find(b"\n")) < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise ProtocolViolation("chunk line too long")
+        await stream.more()
+    line = bytes(buffer[:end]).removesuffix(b"\r")
+    del buffer[: end + 1]
+    return line
 
 
 async def _read_chunked(stream: _Stream, *, max_body: int) -> bytes:
@@ -264,26 +331,40 @@ async def _read_chunked(stream: _Stream, *, max_body: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
-        while (end := buffer.find(b"\r\n")) < 0:
-            await stream.more()
-        size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ProtocolViolation(f"bad chunk size: {size_text[:20]!r}") from None
-        del buffer[: end + 2]
+        size_text = (await _read_line(stream)).split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(size_text):
+            raise ProtocolViolation(f"bad chunk size: {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
-            while (end := buffer.find(b"\r\n")) != 0:  # trailers, then an empty line
-                if end > 0:
-                    del buffer[: end + 2]
-                else:
-                    await stream.more()
-            del buffer[:2]
+            while await _read_line(stream):  # trailers, then an empty line
+                pass
             return b"".join(parts)
         total += size
         if total > max_body:
             raise BodyTooLarge(f"body larger than {max_body} bytes")
-        while len(buffer) < size + 2:
+        while len(buffer) < size:
             await stream.more()
         parts.append(bytes(buffer[:size]))
-        del buffer[: size + 2]
+        del buffer[:size]
+        if await _read_line(stream):
+            raise ProtocolViolation("chunk data longer than its size")
+
+
+def _decoded(body: bytes, headers: dict[str, str], max_body: int) -> bytes:
+    """The body with its Content-Encoding (gzip, deflate) undone, at most `max_body` bytes.
+
+    Requests ask for gzip, and a server may compress anyway when it was not asked."""
+    coding = headers.get("content-encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        raise ProtocolViolation(f"unsupported Content-Encoding {coding[:20]!r}")
+    wbits = zlib.MAX_WBITS | 16 if "gzip" in coding else zlib.MAX_WBITS
+    decompressor = zlib.decompressobj(wbits)
+    try:
+        plain = decompressor.decompress(body, max_body + 1)
+    except zlib.error as exc:
+        raise ProtocolViolation(f"body is not valid {coding}: {exc}") from None
+    if len(plain) > max_body:
+        raise BodyTooLarge(f"body larger than {max_body} bytes once decompressed")
+    return plain
