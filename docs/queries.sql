@@ -3,14 +3,14 @@
 
 -- name: images per status per day
 -- (on PostgreSQL the day follows the session's TimeZone; SET TIME ZONE 'UTC' for UTC days)
-SELECT date(date_added_at) AS day, status, count(*) AS images
+SELECT CAST(date(date_added_at) AS TEXT) AS day, status, count(*) AS images
 FROM images
 WHERE deleted_at IS NULL
 GROUP BY date(date_added_at), status
 ORDER BY day, status;
 
 -- name: restaged images with their parents
-SELECT child.image_id, child.image_name, child.restage,
+SELECT child.image_id, child.image_name, CAST(child.restage AS TEXT) AS restage,
        parent.image_id AS parent_id, parent.image_name AS parent_name
 FROM images AS child
 LEFT JOIN images AS parent ON parent.image_id = child.parent_image_id
@@ -18,9 +18,9 @@ WHERE child.parent_image_id IS NOT NULL
 ORDER BY child.image_id;
 
 -- name: images whose extra holds a given key
-SELECT image_id, extra -> 'render_revision' AS render_revision
+SELECT image_id, CAST(extra ->> 'render_revision' AS BIGINT) AS render_revision
 FROM images
-WHERE extra -> 'render_revision' IS NOT NULL
+WHERE extra ->> 'render_revision' IS NOT NULL
 ORDER BY image_id;
 
 -- name: failures of the last run

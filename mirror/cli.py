@@ -88,7 +88,8 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_envvar=True,
         default=DEFAULT_DATABASE_URL,
         show_default=True,
-        help="SQLAlchemy URL: sqlite:///file.db or postgresql://user:password@host/db.",
+        help="sqlite:///file.db, a file path, or postgresql://user:password@host/db "
+        "(percent-encode @ : / ? # in the password).",
     )(fn)
 
 
@@ -225,8 +226,8 @@ def sync(
     """Fetch the listed images from the API and upsert them into the database.
 
     The schema is created or migrated on the first run. Exit codes: 0 all mirrored, 1 some
-    failed, 2 bad input, 3 fatal (key rejected, database unusable), 75 another sync is running,
-    130 interrupted.
+    failed, 2 bad input, 3 fatal (key rejected, API or database unreachable, implausibly many
+    deletions), 75 another sync (or SQLite writer) holds the database, 130 interrupted.
 
     \b
     Example:

@@ -71,7 +71,7 @@ def as_json(value: Any) -> Any:
 @pytest.mark.usefixtures("mirrored")
 def test_images_per_status_per_day(engine: Engine) -> None:
     result = run_query(engine, "images per status per day")
-    assert [(str(r["day"]), r["status"], r["images"]) for r in result] == [
+    assert [(r["day"], r["status"], r["images"]) for r in result] == [
         ("2025-05-08", "processed", 1),
         ("2025-10-30", "processing", 1),
         ("2026-02-25", "processed", 1),
@@ -86,13 +86,16 @@ def test_restaged_images_with_their_parents(engine: Engine) -> None:
         PROCESSED,
         "IMG_3090.JPG",
     )
-    assert as_json(row["restage"])["grass"] == "GREEN"
+    assert isinstance(row["restage"], str)  # JSON text on both databases
+    assert json.loads(row["restage"])["grass"] == "GREEN"
 
 
 @pytest.mark.usefixtures("mirrored")
 def test_images_whose_extra_holds_a_given_key(engine: Engine) -> None:
     result = run_query(engine, "images whose extra holds a given key")
-    assert [(r["image_id"], as_json(r["render_revision"])) for r in result] == [(RESTAGED, 3)]
+    # An integer on both databases (not JSON text on one and a number on the other).
+    assert [(r["image_id"], r["render_revision"]) for r in result] == [(RESTAGED, 3)]
+    assert type(result[0]["render_revision"]) is int
 
 
 @pytest.mark.usefixtures("mirrored")

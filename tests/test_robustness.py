@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 
 from mirror.config import parse_database_url
@@ -152,6 +152,8 @@ def test_sigkill_at_random_points_never_leaves_a_partial_row(
 
 
 def check_every_row_is_complete(engine: Engine) -> None:
+    if not inspect(engine).has_table("images"):
+        return  # killed before its migration committed: nothing was written at all
     for row in rows(engine, "SELECT * FROM images"):
         body = record_for(row["image_id"])
         assert row["content_hash"] == content_hash(body)
