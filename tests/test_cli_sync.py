@@ -459,36 +459,32 @@ def test_implausibly_many_404s_mark_nothing_deleted_and_exit_3(
     assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 300
 
 
-def test_a_handful_of_real_deletions_pass_the_guard(
-    standin: StandIn, database_url: str, engine: Engine
+@pytest.mark.parametrize(
+    ("mirrored", "missing", "env", "code", "deleted"),
+    [
+        (40, 5, {}, 0, 5),  # a handful of real deletions pass the default guard
+        (2, 1, {"MIRROR_MAX_DELETES": "0"}, 3, 0),  # the limit comes from the environment
+    ],
+)
+def test_the_deletion_guard_lets_real_deletions_through_up_to_its_limit(
+    standin: StandIn,
+    database_url: str,
+    engine: Engine,
+    mirrored: int,
+    missing: int,
+    env: dict[str, str],
+    code: int,
+    deleted: int,
 ) -> None:
-    ids = new_ids(40)
+    ids = new_ids(mirrored)
     assert sync(standin, database_url, *ids).exit_code == 0
-    standin.state.missing.update(ids[:5])
-    result = sync(standin, database_url, *ids, "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["deleted"] == 5
-    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 5
-
-
-def test_max_deletes_comes_from_the_environment(
-    standin: StandIn, database_url: str, engine: Engine
-) -> None:
-    ids = new_ids(2)
-    assert sync(standin, database_url, *ids).exit_code == 0
-    standin.state.missing.add(ids[0])
-    result = run_cli(
-        "sync",
-        *ids,
-        "--base-url",
-        standin.url,
-        "--database-url",
-        database_url,
-        env={"MIRROR_MAX_DELETES": "0"},
-    )
-    assert result.exit_code == 3
-    assert "(0: --max-deletes 0)" in result.stderr
-    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 0
+    standin.state.missing.update(ids[:missing])
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    result = run_cli("sync", *ids, *common, env=env)
+    assert result.exit_code == code, result.output
+    if code == 3:
+        assert "(0: --max-deletes 0)" in result.stderr
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == deleted
 
 
 # --- input checked before any request ---------------------------------------------------------

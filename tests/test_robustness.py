@@ -298,18 +298,23 @@ def _terminate_lock_session(engine: Engine) -> int:
         )
 
 
+def _sync_of_80_running(standin: StandIn, url: str) -> subprocess.Popen[str]:
+    """A sync of 80 new images, slow enough to act on while it runs; returns once fetching."""
+    standin.state.latency = 0.05
+    process = start_cli(
+        "sync", *new_ids(80), "--concurrency", "2", "--base-url", standin.url,
+        "--database-url", url,
+    )  # fmt: skip
+    wait_for_requests(standin, 10)
+    return process
+
+
 @pytest.mark.postgres
 def test_a_run_whose_lock_session_died_takes_the_lock_again(
     standin: StandIn, postgres_url: str
 ) -> None:
     engine = create_engine(parse_database_url(postgres_url))
-    ids = new_ids(80)
-    standin.state.latency = 0.05
-    process = start_cli(
-        "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
-        "--database-url", postgres_url,
-    )  # fmt: skip
-    wait_for_requests(standin, 10)
+    process = _sync_of_80_running(standin, postgres_url)
     assert _terminate_lock_session(engine) == 1
     stdout, stderr = process.communicate(timeout=60)
     engine.dispose()
@@ -323,13 +328,7 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
     standin: StandIn, postgres_url: str
 ) -> None:
     engine = create_engine(parse_database_url(postgres_url))
-    ids = new_ids(80)
-    standin.state.latency = 0.05
-    process = start_cli(
-        "sync", *ids, "--concurrency", "2", "--base-url", standin.url,
-        "--database-url", postgres_url,
-    )  # fmt: skip
-    wait_for_requests(standin, 10)
+    process = _sync_of_80_running(standin, postgres_url)
     with engine.connect() as other:  # another sync, as far as the lock can tell
         assert _terminate_lock_session(engine) == 1
         assert other.execute(
