@@ -515,3 +515,45 @@ def test_sqlite_paths_that_cannot_be_used_say_why_and_create_nothing(
     assert words in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert standin.state.total_requests == 0
+
+
+@pytest.mark.postgres
+def test_a_run_stopped_by_a_database_failure_records_how_it_ended(
+    standin: StandIn, postgres_url: str, postgres_server: Any
+) -> None:
+    """Connections refused for a while mid-run: the run stops (exit 3), and once the
+    database is back it still records itself as failed, not left `running`."""
+    admin = create_engine(
+        parse_database_url(postgres_server.admin_url), isolation_level="AUTOCOMMIT"
+    )
+    name = make_url(postgres_url).database
+    process = _sync_of_80_running(standin, postgres_url)
+    with admin.connect() as connection:
+        connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        connection.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": name},
+        )
+        time.sleep(1.0)
+        connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    admin.dispose()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr
+    assert "cannot use the database" in stderr
+    engine = create_engine(parse_database_url(postgres_url))
+    [run] = rows(engine, "SELECT status, error FROM sync_runs")
+    engine.dispose()
+    assert run["status"] == "failed" and "cannot use the database" in run["error"]
+
+
+def test_status_lists_20_failures_then_counts_the_rest(standin: StandIn, database_url: str) -> None:
+    ids = new_ids(25)
+    for image_id in ids:
+        standin.state.script(image_id, Fault(status=400))
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    assert run_cli("sync", *ids, *common).exit_code == 1
+    text_out = run_cli("status", "--database-url", database_url).stdout
+    assert text_out.count("http_error: ") == 20
+    assert "… and 5 more (see the sync_failures table)" in text_out
+    status = json.loads(run_cli("status", "--database-url", database_url, "--json").stdout)
+    assert (len(status["last_run_failures"]), status["last_run_failures_left_out"]) == (20, 5)

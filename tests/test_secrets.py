@@ -103,6 +103,32 @@ def test_no_path_shows_or_stores_a_secret(
                 "AUTOENHANCE_BASE_URL": standin.url,
             },
         ),
+        # A password with reserved characters, not percent-encoded: exit 2.
+        run_cli("sync", *ids, "--database-url", f"postgresql://u:{PASSWORD}@x:{PASSWORD}/y@h/db"),
+        run_cli(  # a key with a line break: exit 2, as JSON
+            "sync",
+            *ids,
+            "--base-url",
+            standin.url,
+            "--api-key",
+            API_KEY + "\r\nX-Injected: 1",
+            "--database-url",
+            secret_url,
+            "--json",
+        ),
+        run_cli(  # API unreachable, as JSON: exit 3
+            "sync",
+            *ids,
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--api-key",
+            API_KEY,
+            "--database-url",
+            secret_url,
+            "--retries",
+            "0",
+            "--json",
+        ),
     ]
     engine = create_db_engine(parse_database_url(secret_url))
     with sync_lock(engine):
@@ -110,7 +136,7 @@ def test_no_path_shows_or_stores_a_secret(
     standin.state.require_key = "the-right-key"
     results.append(run_cli("sync", *ids, *base))  # key rejected: exit 3
 
-    assert [r.exit_code for r in results] == [0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 75, 3]
+    assert [r.exit_code for r in results] == [0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 2, 2, 3, 75, 3]
     for result in results:
         for secret in (API_KEY, PASSWORD):
             assert secret not in result.stdout, result.stdout
