@@ -448,10 +448,24 @@ def test_an_id_file_rewritten_during_the_run_changes_nothing(
 
 def test_sigterm_during_start_up_exits_130(tmp_path: Path) -> None:
     process = start_cli("sync", *new_ids(1), "--database-url", str(tmp_path / "m.db"))
-    time.sleep(0.15)  # the interpreter is up, the heavy imports are not done
+    # Send it as soon as the process catches SIGTERM (bit 14 of SigCgt in /proc), which is
+    # before its heavy imports: a signal then used to kill it with the default (exit 143).
+    deadline = time.monotonic() + 10
+    while not _catches_sigterm(process.pid):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.002)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=30)
     assert process.returncode == 130
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
 
 def test_sigterm_after_a_run_is_not_the_default_kill() -> None:
