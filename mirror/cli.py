@@ -51,22 +51,32 @@ class MirrorGroup(click.Group):
     stdout learns why there is no summary.
     """
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # The subcommand's own words, before they are parsed: a bad option value fails in
+        # parsing, and its error must be JSON too when --json was asked for.
+        ctx.meta["as_json"] = "--json" in args
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
-        # The subcommand's own words, not yet parsed (a bad option value fails in parsing).
-        as_json = "--json" in [*ctx._protected_args, *ctx.args]
         try:
             return super().invoke(ctx)
         except MirrorError as exc:
             redact: Redactor = ctx.meta.get("redact", Redactor())
-            _fail(ctx, redact(str(exc)), exc.exit_code, as_json=as_json)
+            _fail(ctx, redact(str(exc)), exc.exit_code, as_json=_json_asked(ctx))
         except KeyboardInterrupt:  # a signal outside a sync's own handling: nothing fetched
-            _fail(ctx, "interrupted", Interrupted.exit_code, as_json=as_json)
+            _fail(ctx, "interrupted", Interrupted.exit_code, as_json=_json_asked(ctx))
         except click.ClickException as exc:
-            if not as_json:
+            if not _json_asked(ctx):
                 raise
             exc.show()
             _json_error(exc.format_message(), exc.exit_code)
             ctx.exit(exc.exit_code)
+
+
+def _json_asked(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get("as_json"))
 
 
 def _fail(ctx: click.Context, message: str, exit_code: int, *, as_json: bool) -> None:

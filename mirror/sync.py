@@ -262,8 +262,12 @@ class _Run:
             retries=settings.retries,
             timeout=settings.timeout,
             backoff_base=self.options.backoff_base,
+            # Never more attempts than the run could make at all (one image, no retries: one).
             reachability=Reachability(
-                settings.base_url, give_up_after=min(UNREACHABLE_AFTER, max(1, len(image_ids)))
+                settings.base_url,
+                give_up_after=min(
+                    UNREACHABLE_AFTER, max(1, len(image_ids)) * (settings.retries + 1)
+                ),
             ),
         )
         with _signals_handled_by(self._interrupt):
