@@ -216,10 +216,14 @@ def test_sync_against_third_party_servers(
     assert names == {i: record_for(i)["image_name"] for i in ids}
 
 
+@pytest.mark.parametrize("client", ["http11", "httpx"])
 def test_a_malformed_answer_fails_its_image_and_the_run_goes_on(
-    tmp_path: Path, database_url: str, engine: Engine
+    client: str, monkeypatch: pytest.MonkeyPatch, database_url: str, engine: Engine
 ) -> None:
-    """`Content-Length: ²` and `Retry-After: ²` once crashed the whole run."""
+    """`Content-Length: ²` and `Retry-After: ²` once crashed the whole run (with either
+    client: the Retry-After parsing is shared)."""
+    if client == "httpx":
+        monkeypatch.setenv("MIRROR_HTTP_CLIENT", "httpx")
     ids = new_ids(3)
     bad_length = b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab"
     bad_retry = b"HTTP/1.1 503 Busy\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n"
