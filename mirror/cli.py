@@ -9,13 +9,11 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from sqlalchemy import Engine
 
-from mirror import __version__, db
-from mirror.api import ApiSettings
+from mirror import __version__
 from mirror.config import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -33,9 +31,15 @@ from mirror.config import (
     parse_database_url,
 )
 from mirror.errors import InputError, Interrupted, MirrorError
-from mirror.ids import IdSource, RequestedIds, collect_ids
-from mirror.store import Failure
-from mirror.sync import SyncOptions, SyncSummary, sync_images
+
+# Only click and light modules at import time: `--help` and `--version` must not pay for
+# SQLAlchemy, SQLModel and the drivers (~0.5 s); commands import what they use.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mirror.ids import RequestedIds
+    from mirror.store import Failure
+    from mirror.sync import SyncOptions, SyncSummary
 
 MAX_FAILURES_SHOWN = 20
 
@@ -105,6 +109,8 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_engine(ctx: click.Context, raw_url: str, api_key: str | None = None) -> Engine:
     """Parse the URL, remember its secrets for redaction, and create the engine."""
+    from mirror import db
+
     url = parse_database_url(raw_url)
     ctx.meta["redact"] = Redactor.for_run(api_key=api_key, database_url=url)
     ctx.meta["masked_url"] = masked(url)
@@ -243,6 +249,10 @@ def sync(
     Example:
         autoenhance-mirror sync 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5 --from-file ids.txt
     """
+    from mirror.api import ApiSettings
+    from mirror.ids import IdSource, collect_ids
+    from mirror.sync import SyncOptions
+
     ctx.meta["redact"] = Redactor([api_key])
     if not image_ids and from_file is None:
         raise click.UsageError("give image IDs as arguments or with --from-file FILE")
@@ -284,6 +294,8 @@ def _run_sync(
     def warn(message: str) -> None:
         if not quiet:
             click.echo(f"warning: {redact(message)}", err=True)
+
+    from mirror.sync import sync_images
 
     with _progress(len(ids), enabled=show_progress and not quiet) as advance:
         return sync_images(
@@ -354,6 +366,8 @@ def upgrade(ctx: click.Context, revision: str, database_url: str) -> None:
     Example:
         autoenhance-mirror db upgrade --database-url postgresql://mirror@localhost/mirror
     """
+    from mirror import db
+
     db.upgrade(open_engine(ctx, database_url), revision)
     click.echo(f"{ctx.meta['masked_url']}: upgraded to {revision}")
 
@@ -370,6 +384,8 @@ def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -
     Example:
         autoenhance-mirror db downgrade 0002
     """
+    from mirror import db
+
     engine = open_engine(ctx, database_url)
     state = db.open_mirror(engine)
     if db.drops_mirror(state, revision) and not yes:
@@ -394,6 +410,8 @@ def current(ctx: click.Context, database_url: str) -> None:
     Example:
         autoenhance-mirror db current
     """
+    from mirror import db
+
     state = db.current_revision(open_engine(ctx, database_url))
     where = ctx.meta["masked_url"]
     if state.up_to_date:
@@ -417,6 +435,7 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     Example:
         autoenhance-mirror status
     """
+    from mirror import db
     from mirror.report import build_report, format_counts
 
     engine = open_engine(ctx, database_url)
@@ -518,9 +537,11 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     Example:
         autoenhance-mirror demo
     """
+    from mirror.api import ApiSettings
     from mirror.demo import check_demo_database, demo_image_ids
     from mirror.report import build_report, format_counts
     from mirror.standin import StandIn
+    from mirror.sync import SyncOptions
 
     engine = open_engine(ctx, database_url)
     check_demo_database(engine, count)

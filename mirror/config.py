@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy.engine import URL, make_url
-
 from mirror.errors import InputError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported when a URL is parsed: `--help` must stay fast
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///autoenhance-mirror.db"
 # The demo's own file: sample images never land in the mirror `sync` writes by default.
@@ -40,6 +42,8 @@ def parse_database_url(raw: str) -> URL:
     password), a driver that is not installed, an in-memory SQLite database. The message never
     repeats the URL past its scheme (it may hold a password).
     """
+    from sqlalchemy.engine import URL, make_url
+
     if "://" not in raw and raw.strip():
         return URL.create("sqlite", database=os.path.expanduser(raw))
     scheme = raw.split("://", 1)[0] if "://" in raw else ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import pytest
 from helpers import REPO, run_cli
@@ -35,3 +38,22 @@ def test_readme_shows_the_current_sync_help() -> None:
     """The README's `sync --help` block is the real one (regenerate it when options change)."""
     help_text = run_cli("sync", "--help").stdout
     assert help_text.strip() in (REPO / "README.md").read_text()
+
+
+def test_help_and_version_import_no_database_library() -> None:
+    """`--help` and `--version` stay fast (cron wrappers, shell completion): the CLI module
+    imports click and light modules only; SQLAlchemy, SQLModel and the drivers wait for a
+    command that uses them. (How fast is measured in the README, not asserted here.)"""
+    probe = (
+        "import sys, mirror.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'psycopg', 'alembic', 'httpx') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    version = subprocess.run(
+        [sys.executable, "-m", "mirror", "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.startswith("autoenhance-mirror, version ")
