@@ -17,7 +17,7 @@ import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mirror import __version__
 from mirror.errors import ApiKeyRejected, ApiUnreachable
@@ -31,6 +31,7 @@ from mirror.http11 import (
     Origin,
     RawResponse,
 )
+from mirror.outcomes import Failure, FailureKind
 from mirror.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²"
-
-FailureKind = Literal["not_found", "http_error", "timeout", "connection", "invalid_payload"]
 
 
 @dataclass(frozen=True)
@@ -82,17 +81,7 @@ class Fetched:
     body: bytes
 
 
-@dataclass(frozen=True)
-class FetchFailed:
-    """Why an image could not be fetched, after any retries."""
-
-    image_id: str
-    kind: FailureKind
-    message: str
-    http_status: int | None = None
-
-
-FetchResult = Fetched | FetchFailed
+FetchResult = Fetched | Failure  # a 200's body, or why not (after any retries)
 
 
 class Transport(Protocol):
@@ -313,10 +302,8 @@ def _interpret(image_id: str, response: RawResponse) -> tuple[FetchResult, float
     return _failed(image_id, "http_error", message, status), retry_after
 
 
-def _failed(
-    image_id: str, kind: FailureKind, message: str, status: int | None = None
-) -> FetchFailed:
-    return FetchFailed(image_id, kind, message, status)
+def _failed(image_id: str, kind: FailureKind, message: str, status: int | None = None) -> Failure:
+    return Failure(image_id, kind, message, status)
 
 
 def _retry_after(headers: dict[str, str]) -> float:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from mirror.ids import RequestedIds
-    from mirror.store import Failure
+    from mirror.outcomes import Failure
     from mirror.sync import SyncOptions, SyncSummary
 
 MAX_FAILURES_SHOWN = 20

@@ -19,9 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
-from mirror.api import FailureKind
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
+from mirror.outcomes import Failure, Missing, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow
 
 
@@ -47,20 +47,12 @@ class Counts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
-class Failure:
-    image_id: str
-    kind: FailureKind
-    message: str
-    http_status: int | None = None
-
-
 @dataclass
 class Batch:
     """What a slice of the run fetched: rows to upsert, 404s, and other failures."""
 
     rows: list[ImageRow]
-    missing: list[str]  # answered 404
+    missing: list[Missing]  # answered 404
     failures: list[Failure]
 
     def __len__(self) -> int:
@@ -122,7 +114,7 @@ def finish_run(
     engine: Engine,
     *,
     run_id: int,
-    status: str,
+    status: RunStatus,
     counts: Counts,
     now: datetime,
     error: str | None = None,
@@ -174,7 +166,7 @@ def store_batch(
         pass
     stored = Stored()
     singles = [Batch([row], [], []) for row in batch.rows]
-    singles += [Batch([], [image_id], []) for image_id in batch.missing]
+    singles += [Batch([], [missing], []) for missing in batch.missing]
     singles += [Batch([], [], list(batch.failures))] if batch.failures else []
     for single in singles:
         try:
@@ -196,10 +188,7 @@ def store_batch(
 def compare_with_nothing(batch: Batch) -> Stored:
     """What a dry run reports where there is no mirror yet: every image is new, every 404 a
     not_found failure. Touches no database (a dry run creates nothing)."""
-    failures = list(batch.failures) + [
-        Failure(image_id, "not_found", "HTTP 404: the API does not know this image", 404)
-        for image_id in batch.missing
-    ]
+    failures = list(batch.failures) + [missing.not_found() for missing in batch.missing]
     counts = Counts(
         inserted=len(batch.rows), not_found=len(batch.missing), failed=len(batch.failures)
     )
@@ -226,7 +215,8 @@ def apply_batch(
         if batch.rows and sql.touch_first and not dry_run:
             unchanged = _touch_unchanged(connection, sql, batch.rows, stamp)
         rest = [row for row in batch.rows if row.image_id not in unchanged]
-        known = _known_images(connection, sql, [r.image_id for r in rest] + batch.missing)
+        missing_ids = [missing.image_id for missing in batch.missing]
+        known = _known_images(connection, sql, [r.image_id for r in rest] + missing_ids)
         to_upsert: list[ImageRow] = []
         still_unchanged: list[ImageRow] = []
         changes: list[tuple[str, str]] = []
@@ -244,12 +234,10 @@ def apply_batch(
             to_upsert.append(row)
         counts.unchanged = len(unchanged) + len(still_unchanged)
         # A 404 of an image already marked deleted changes nothing: it counts as deleted.
-        to_delete = [i for i in batch.missing if i in known and not known[i][1]]
-        counts.deleted = sum(1 for i in batch.missing if i in known and known[i][1])
+        to_delete = [i for i in missing_ids if i in known and not known[i][1]]
+        counts.deleted = sum(1 for i in missing_ids if i in known and known[i][1])
         failures = list(batch.failures) + [
-            Failure(image_id, "not_found", "HTTP 404: the API does not know this image", 404)
-            for image_id in batch.missing
-            if image_id not in known
+            missing.not_found() for missing in batch.missing if missing.image_id not in known
         ]
         counts.not_found = len(batch.missing) - len(to_delete) - counts.deleted
         counts.failed = len(batch.failures)

@@ -23,8 +23,6 @@ from mirror import db, store
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
-    Fetched,
-    FetchFailed,
     FetchResult,
     ImageFetcher,
     Reachability,
@@ -42,9 +40,10 @@ from mirror.errors import (
 )
 from mirror.ids import RequestedIds
 from mirror.lock import HeldLock, sync_lock
+from mirror.outcomes import Failure, Missing, Outcome, RunStatus
 from mirror.payload import ImageRow, parse_body, to_row
 from mirror.ratelimit import RateLimiter
-from mirror.store import Batch, Counts, Failure, Stored
+from mirror.store import Batch, Counts, Stored
 
 _T = TypeVar("_T")
 
@@ -85,7 +84,7 @@ class SyncOptions:
 @dataclass
 class SyncSummary:
     run_id: int | None
-    status: str  # succeeded, partial, failed (and, for a dry run, what it would be)
+    status: RunStatus  # succeeded, partial, failed (for a dry run: what it would be)
     requested: int
     counts: Counts
     dry_run: bool = False
@@ -120,7 +119,7 @@ ProgressCallback = Callable[[int], None]
 WarningCallback = Callable[[str], None]
 
 
-def run_status(requested: int, counts: Counts) -> str:
+def run_status(requested: int, counts: Counts) -> RunStatus:
     """succeeded: nothing failed; failed: nothing could be mirrored; partial: in between."""
     problems = counts.not_found + counts.failed
     if problems == 0:
@@ -248,9 +247,7 @@ class _Run:
             request.cancel()
 
     async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
-        queue: asyncio.Queue[ImageRow | str | Failure | None] = asyncio.Queue(
-            maxsize=2 * BATCH_SIZE
-        )
+        queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
         settings = self.options.api
         self._requested = len(image_ids)
         self._deletion_limit = deletion_limit(self._requested, self.options.max_deletes)
@@ -290,7 +287,7 @@ class _Run:
         fetcher: ImageFetcher,
         transport: Transport,
         pending: Iterator[str],
-        queue: asyncio.Queue[ImageRow | str | Failure | None],
+        queue: asyncio.Queue[Outcome | None],
     ) -> None:
         for image_id in pending:
             if self.stopping:
@@ -315,11 +312,9 @@ class _Run:
             if self.on_progress is not None:
                 self.on_progress(1)
 
-    def _outcome(self, result: Fetched | FetchFailed) -> ImageRow | str | Failure:
-        if isinstance(result, FetchFailed):
-            if result.kind == "not_found":
-                return result.image_id
-            return Failure(result.image_id, result.kind, result.message, result.http_status)
+    def _outcome(self, result: FetchResult) -> Outcome:
+        if isinstance(result, Failure):
+            return Missing(result.image_id) if result.kind == "not_found" else result
         try:
             row = to_row(parse_body(result.body), requested_id=result.image_id)
         except InvalidPayload as exc:
@@ -332,7 +327,7 @@ class _Run:
                 self.on_warning(f"image {row.image_id}: {warning}")
         return row
 
-    async def _write(self, queue: asyncio.Queue[ImageRow | str | Failure | None]) -> None:
+    async def _write(self, queue: asyncio.Queue[Outcome | None]) -> None:
         """Collect outcomes into batches and commit each in a worker thread."""
         batch = Batch([], [], [])
         loop = asyncio.get_running_loop()
@@ -434,7 +429,7 @@ class _Run:
                 return None
         return None
 
-    def close(self, status: str, *, error: str | None = None) -> None:
+    def close(self, status: RunStatus, *, error: str | None = None) -> None:
         """Record the run's end. After a database failure the connection may be back (a
         restarted server): tried on fresh connections a few times, then given up quietly
         (the original error is what the user needs to see)."""
@@ -486,10 +481,10 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def _add(batch: Batch, item: ImageRow | str | Failure) -> None:
+def _add(batch: Batch, item: Outcome) -> None:
     if isinstance(item, ImageRow):
         batch.rows.append(item)
-    elif isinstance(item, str):
+    elif isinstance(item, Missing):
         batch.missing.append(item)
     else:
         batch.failures.append(item)

@@ -16,6 +16,7 @@ from test_payload import _BODIES, ID
 from mirror import db, store
 from mirror.config import parse_database_url
 from mirror.errors import InvalidPayload
+from mirror.outcomes import Missing
 from mirror.payload import parse_body, to_row
 
 
@@ -90,7 +91,7 @@ def test_mark_deleted_sets_deleted_at_and_counts_on_the_run(mirror_engine: Engin
     )
     run_id = store.start_run(mirror_engine, requested=1, now=now)
     held = store.store_batch(
-        mirror_engine, batch=store.Batch([], [image_id], []), run_id=run_id, now=now
+        mirror_engine, batch=store.Batch([], [Missing(image_id)], []), run_id=run_id, now=now
     )
     assert (held.to_delete, held.counts.deleted) == ([image_id], 0)  # held back, not written
     with mirror_engine.connect() as connection:
