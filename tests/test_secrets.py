@@ -63,6 +63,7 @@ def test_no_path_shows_or_stores_a_secret(
         else make_url(f"sqlite:///{tmp_path}/no/such/dir/mirror.db")
     )
     base = ["--base-url", standin.url, "--api-key", API_KEY, "--database-url", secret_url]
+    no_api = ["--base-url", "http://127.0.0.1:1", *base[2:], "--retries", "0"]
     results = [
         run_cli("sync", *ids[:1], *base),  # success
         run_cli("sync", *ids, *base, "--retries", "1", "--json"),  # partial
@@ -71,18 +72,7 @@ def test_no_path_shows_or_stores_a_secret(
         run_cli(
             "sync", *ids, *base[:4], "--database-url", "sqlite://h:PGPW-5d81a3-do-not-leak@x/y"
         ),
-        run_cli(
-            "sync",
-            *ids,
-            "--base-url",
-            "http://127.0.0.1:1",
-            "--api-key",
-            API_KEY,
-            "--database-url",
-            secret_url,
-            "--retries",
-            "0",
-        ),  # API unreachable: exit 3
+        run_cli("sync", *ids, *no_api),  # API unreachable: exit 3
         run_cli(
             "sync",
             *ids,
@@ -116,19 +106,7 @@ def test_no_path_shows_or_stores_a_secret(
             secret_url,
             "--json",
         ),
-        run_cli(  # API unreachable, as JSON: exit 3
-            "sync",
-            *ids,
-            "--base-url",
-            "http://127.0.0.1:1",
-            "--api-key",
-            API_KEY,
-            "--database-url",
-            secret_url,
-            "--retries",
-            "0",
-            "--json",
-        ),
+        run_cli("sync", *ids, *no_api, "--json"),  # API unreachable, as JSON: exit 3
     ]
     engine = create_db_engine(parse_database_url(secret_url))
     with sync_lock(engine):
