@@ -487,8 +487,21 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     help='JSON: {"<image id>": [{"status": 429, "retry_after": "1"}, {"drop": true}, ...]}.',
 )
 @click.option("--require-key", help="Answer 401 unless x-api-key equals this.")
+@click.option(
+    "--account",
+    "account_images",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Serve an account of this many images in orders of 1-20 (GET /v3/orders/...).",
+)
 def stand_in(
-    host: str, port: int, latency: float, faults: TextIO | None, require_key: str | None
+    host: str,
+    port: int,
+    latency: float,
+    faults: TextIO | None,
+    require_key: str | None,
+    account_images: int,
 ) -> None:
     """Run the local stand-in of the Autoenhance API, to rehearse a cron set-up offline.
 
@@ -500,13 +513,20 @@ def stand_in(
     from mirror.standin import StandIn, StandInState
 
     state = StandInState(latency=latency / 1000, require_key=require_key)
+    if account_images:
+        from mirror.sample_account import SampleAccount
+
+        state.account = SampleAccount.generate(account_images)
     if faults is not None:
         try:
             state.load_faults(json.load(faults))
         except (ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"--faults {faults.name}: not a fault script: {exc}") from None
     server = StandIn(host=host, port=port, state=state).start()
-    click.echo(f"stand-in of the Autoenhance API listening on {server.url} (Ctrl-C to stop)")
+    orders = f", {len(state.account.orders)} orders" if state.account else ""
+    click.echo(
+        f"stand-in of the Autoenhance API listening on {server.url}{orders} (Ctrl-C to stop)"
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -18,13 +18,20 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mirror.sample_account import SampleAccount
 
 _IMAGE_PATH = re.compile(r"^/v3/images/([^/?#]+)/?$")
+_ORDER_PATH = re.compile(r"^/v3/orders/([^/?#]+)/?$")
+_LISTING_PATH = re.compile(r"^/v3/orders/?$")
+LISTING = "listing"  # the fault-script key of the order listing's pages
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _ANY_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _REASONS = {
@@ -153,15 +160,25 @@ class StandInState:
     requests: Counter[str] = field(default_factory=Counter)  # image_id → requests seen
     paths: Counter[str] = field(default_factory=Counter)  # "GET /v3/images/{id}" → count
     # (any UUID in a path is shown as {id}, so tests can assert which endpoints were called)
-    times: list[float] = field(default_factory=list)  # monotonic arrival of each image request
+    times: list[float] = field(default_factory=list)  # monotonic arrival of each API request
     last_headers: dict[str, str] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # A consistent account of orders (spec §7); without one, orders are unknown (404).
+    account: SampleAccount | None = None
+    # Called with the number of listing pages served so far, before the next is answered:
+    # tests change the account there, as a live account changes under a listing.
+    on_listing: Callable[[int], None] | None = None
+    listing_pages: int = 0
 
-    def script(self, image_id: str, *faults: Fault) -> None:
+    def script(self, key: str, *faults: Fault) -> None:
+        """Faults for the next requests of an image (its ID), an order (its ID, as given) or
+        the listing's pages (LISTING)."""
+        if _UUID.match(key):
+            key = key.lower()
         with self.lock:
-            self.faults.setdefault(image_id.lower(), []).extend(faults)
+            self.faults.setdefault(key, []).extend(faults)
 
     def load_faults(self, data: dict[str, Iterable[dict[str, Any]]]) -> None:
         """Script faults from JSON: {"<image id>": [{"status": 429, "retry_after": "1"}, ...]}."""
@@ -173,7 +190,8 @@ class StandInState:
         return sum(self.paths.values())
 
     def max_per_second(self) -> int:
-        """The most image requests that arrived within any one-second window."""
+        """The most API requests (images, orders, listing pages) that arrived within any
+        one-second window."""
         times = sorted(self.times)
         best, start = 0, 0
         for end, t in enumerate(times):
@@ -198,10 +216,12 @@ class StandInState:
             self.paths.clear()
             self.times.clear()
             self.max_in_flight = 0
+            self.listing_pages = 0
 
-    def _next_fault(self, image_id: str) -> Fault | None:
+    def _next_fault(self, key: str) -> Fault | None:
+        """The next scripted fault of an image ID, an order ID, or LISTING."""
         with self.lock:
-            queue = self.faults.get(image_id)
+            queue = self.faults.get(key)
             return queue.pop(0) if queue else None
 
 
@@ -295,10 +315,10 @@ class StandIn:
     ) -> bool:
         """Answer one request; returns False when the connection must be closed."""
         state = self.state
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         match = _IMAGE_PATH.match(path)
         with state.lock:
-            state.paths[f"{method} {_ANY_UUID.sub('{id}', path)}"] += 1
+            state.paths[f"{method} {_path_shape(path)}"] += 1
         if path == "/__standin/stats":
             await _send(writer, 200, json.dumps(state.stats()).encode())
             return True
@@ -309,6 +329,10 @@ class StandIn:
         if method != "GET":
             await _send(writer, 405, _error_body(405))
             return True
+        if _LISTING_PATH.match(path):
+            return await self._respond_listing(writer, query, headers)
+        if (order := _ORDER_PATH.match(path)) is not None:
+            return await self._respond_order(writer, urllib.parse.unquote(order.group(1)))
         if match is None or not _UUID.match(match.group(1)):
             await _send(writer, 404, _error_body(404))
             return True
@@ -347,6 +371,71 @@ class StandIn:
         await _send(writer, status, body, extra_headers, chunked=fault.chunked)
         return keep_alive and not fault.close and not fault.hangup
 
+    async def _respond_order(self, writer: asyncio.StreamWriter, order_id: str) -> bool:
+        """GET /v3/orders/{id}: no key needed (api-notes §5)."""
+        state = self.state
+        with state.lock:
+            body = state.account.order_body(order_id) if state.account else None
+        return await self._send_faulted(writer, order_id, body)
+
+    async def _respond_listing(
+        self, writer: asyncio.StreamWriter, query: str, headers: dict[str, str]
+    ) -> bool:
+        """GET /v3/orders/?offset=&per_page=&sort=: needs the key when one is required."""
+        state = self.state
+        if state.require_key is not None and headers.get("x-api-key") != state.require_key:
+            await _send(writer, 401, _error_body(401))
+            return True
+        with state.lock:
+            served = state.listing_pages
+            state.listing_pages += 1
+        if state.on_listing is not None:
+            state.on_listing(served)
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        body: Any
+        try:
+            per_page = int(params["per_page"]) if "per_page" in params else None
+            with state.lock:
+                if state.account is None:
+                    pagination = {"next_offset": None, "per_page": min(15, per_page or 5)}
+                    body = {"orders": [], "pagination": pagination}
+                else:
+                    body = state.account.page(
+                        offset=params.get("offset"), per_page=per_page, sort=params.get("sort")
+                    )
+        except ValueError as exc:
+            await _send(writer, 422, json.dumps({"detail": {}, "message": str(exc)}).encode())
+            return True
+        return await self._send_faulted(writer, LISTING, body)
+
+    async def _send_faulted(self, writer: asyncio.StreamWriter, key: str, body: Any) -> bool:
+        """Answer with `body` as JSON (404 when None), unless a fault is scripted for `key`."""
+        with self.state.lock:
+            self.state.times.append(time.monotonic())
+        fault = self.state._next_fault(key) or Fault()
+        await asyncio.sleep(self.state.latency + fault.delay)
+        if fault.drop:
+            return False
+        if fault.status is not None and fault.status != 200:
+            extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            await _send(writer, fault.status, _error_body(fault.status), extra_headers)
+            return True
+        if body is None:
+            await _send(writer, 404, _error_body(404))
+            return True
+        if fault.body is not None:
+            raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
+        elif fault.json is not None:
+            raw = json.dumps(fault.json).encode()
+        else:
+            raw = json.dumps({**body, **(fault.extra or {})}).encode()
+        if fault.drop_mid_body:
+            await _send(writer, 200, raw, cut_at=len(raw) // 2)
+            return False
+        extra_headers = {"Connection": "close"} if fault.close else {}
+        await _send(writer, 200, raw, extra_headers, chunked=fault.chunked)
+        return not fault.close and not fault.hangup
+
     def _answer(
         self, image_id: str, headers: dict[str, str], fault: Fault
     ) -> tuple[int | None, bytes, dict[str, str], bool]:
@@ -366,11 +455,27 @@ class StandIn:
         elif fault.json is not None:
             body = json.dumps(fault.json).encode()
         else:
-            record = state.records.get(image_id) or record_for(image_id)
+            record = state.records.get(image_id)
+            if record is None:
+                with state.lock:
+                    in_account = state.account is not None and state.account.holds_image(image_id)
+                    if in_account:
+                        assert state.account is not None
+                        record = state.account.image_record(image_id)
+                record = record or record_for(image_id)
             if fault.extra:
                 record = {**record, **fault.extra}
             body = json.dumps(record).encode()
         return 200, body, {}, True
+
+
+def _path_shape(path: str) -> str:
+    """A path as the stats count it: any UUID as {id}, any order ID as {id}."""
+    if _ORDER_PATH.match(path):
+        return "/v3/orders/{id}"
+    if _LISTING_PATH.match(path):
+        return "/v3/orders/"
+    return _ANY_UUID.sub("{id}", path)
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
