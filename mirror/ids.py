@@ -33,6 +33,22 @@ class IdSource:
     file_name: str | None = None
 
 
+MAX_ORDER_ID_LENGTH = 200
+
+
+def canonical_order_id(value: str) -> str | None:
+    """An order ID as given, or None when it cannot be one (spec §7).
+
+    Order IDs are chosen by the API's users, so they are opaque: any text of 1 to 200
+    characters without whitespace or control characters (it is percent-encoded in a path).
+    """
+    if not value or len(value) > MAX_ORDER_ID_LENGTH:
+        return None
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return None
+    return value
+
+
 def canonical_id(value: str) -> str | None:
     """The canonical lower-case form of a hyphenated 8-4-4-4-12 UUID, or None if it is not one."""
     value = value.strip()

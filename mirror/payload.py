@@ -112,7 +112,7 @@ def parse_body(raw: bytes) -> Any:
     try:
         body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
-        raise InvalidPayload(f"body is not JSON: {_shorten(str(exc))}") from None
+        raise InvalidPayload(f"body is not JSON: {shorten(str(exc))}") from None
     try:
         # Surrogates can only come from \u escapes (the text was valid UTF-8); then every
         # string, key included, must pair them up.
@@ -133,7 +133,7 @@ def _reject_constant(name: str) -> Any:
 def _finite_float(literal: str) -> float:
     value = float(literal)
     if math.isinf(value):
-        raise ValueError(f"the number {_shorten(literal, 40)} is out of range")
+        raise ValueError(f"the number {shorten(literal, 40)} is out of range")
     return value
 
 
@@ -178,10 +178,10 @@ def to_row(body: Any, *, requested_id: str) -> ImageRow:
     Raises InvalidPayload when the body is not an object or names another image.
     """
     if not isinstance(body, dict):
-        raise InvalidPayload(f"body is a JSON {_json_type(body)}, not an object")
+        raise InvalidPayload(f"body is a JSON {json_type(body)}, not an object")
     sent_id = body.get("image_id")
     if sent_id is not None and (not isinstance(sent_id, str) or sent_id.lower() != requested_id):
-        raise InvalidPayload(f"body is for image_id {_shorten(json.dumps(sent_id))}")
+        raise InvalidPayload(f"body is for image_id {shorten(json.dumps(sent_id))}")
 
     columns: dict[str, Any] = dict.fromkeys(API_COLUMNS)
     extra: dict[str, Any] = {}
@@ -190,7 +190,7 @@ def to_row(body: Any, *, requested_id: str) -> ImageRow:
     def misfit(key: str, value: Any, expected: str) -> None:
         extra[key] = value
         warnings.append(
-            f"{key}: {_shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
+            f"{key}: {shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
         )
 
     for key, value in body.items():
@@ -214,7 +214,7 @@ def to_row(body: Any, *, requested_id: str) -> ImageRow:
             else:
                 misfit(key, value, "a 64-bit integer")
         elif key in ANY_FIELDS:
-            columns[key] = value if isinstance(value, str) else _json_text(value)
+            columns[key] = value if isinstance(value, str) else json_text(value)
         elif key in JSON_FIELDS:
             if isinstance(value, dict):
                 columns[key] = value
@@ -245,11 +245,11 @@ def _date_added_at(value: int | None, warnings: list[str]) -> datetime | None:
         return None
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     if isinstance(value, str):
@@ -261,5 +261,5 @@ def _json_type(value: Any) -> str:
     return "number"
 
 
-def _shorten(text: str, limit: int = 80) -> str:
+def shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.outcomes import Failure, Missing, RunStatus
-from mirror.payload import CONTENT_COLUMNS, ImageRow
+from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
 
 
 @dataclass
@@ -321,7 +321,7 @@ class _Statements:
         values = dict(row.columns)
         for name in JSON_COLUMNS:
             value = values[name]
-            values[name] = None if value is None else _json_text(value)
+            values[name] = None if value is None else json_text(value)
         if values["date_added_at"] is not None:
             values["date_added_at"] = self.timestamp(values["date_added_at"])
         values.update(
@@ -417,10 +417,6 @@ def _storable(message: str) -> str:
     lone surrogate (not encodable), both shown escaped."""
     escaped = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return escaped.replace("\x00", "\\x00")
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _add_to_run(connection: Connection, run_id: int, counts: Counts) -> None:

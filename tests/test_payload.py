@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from strategies import BODIES
 
 from mirror.errors import InvalidPayload
 from mirror.payload import API_COLUMNS, CONTENT_COLUMNS, content_hash, parse_body, to_row
@@ -179,44 +179,10 @@ def test_parse_body_reads_utf8() -> None:
 
 
 # --- No body can crash a run ----------------------------------------------------------------
-# Bodies are built as JSON text, so that what Python's json never writes (1e400, lone
-# surrogate escapes, 5,000 levels of nesting) is generated too.
-
-_NUMBERS = st.one_of(
-    st.integers().map(str),
-    st.integers(min_value=-(10**400), max_value=10**400).map(str),
-    st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.sampled_from(["1e400", "-1e400", "1e-400", "1E308", "-0.0", "2e-5", "9" * 5000]),
-)
-_STRINGS = st.one_of(
-    st.text().map(lambda s: json.dumps(s, ensure_ascii=False)),
-    st.text().map(json.dumps),  # \u escapes, surrogate pairs included
-    st.sampled_from(['"a\\ud800b"', '"\\udfff"', '"\\ud83d\\ude00"', '"\\u0000"', '"\\ud83d"']),
-)
-_KEYS = st.one_of(st.sampled_from([*API_COLUMNS, "metadata", "image_id"]), st.text()).map(
-    json.dumps
-)
-_JSON = st.recursive(
-    st.one_of(_NUMBERS, _STRINGS, st.sampled_from(["true", "false", "null"])),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
-        st.lists(st.tuples(_KEYS | _STRINGS, inner), max_size=4).map(
-            lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
-        ),
-    ),
-    max_leaves=12,
-)
-_DEEP = st.integers(min_value=1, max_value=5000).map(lambda n: "[" * n + "]" * n)
-_BODIES = st.one_of(
-    st.lists(st.tuples(_KEYS, _JSON | _DEEP), max_size=8).map(
-        lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
-    ),
-    _JSON,
-)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_BODIES)
+@given(BODIES)
 def test_no_body_can_do_more_than_fail_its_image(text: str) -> None:
     """A body is either refused as InvalidPayload or becomes a row whose every value is
     JSON that any database reads back (finite numbers, encodable strings, bounded depth)."""

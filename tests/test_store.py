@@ -11,7 +11,8 @@ import pytest
 from conftest import PostgresServer
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, text
-from test_payload import _BODIES, ID
+from strategies import BODIES
+from test_payload import ID
 
 from mirror import db, store
 from mirror.config import parse_database_url
@@ -43,7 +44,7 @@ def mirror_engine(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(_BODIES)
+@given(BODIES)
 def test_whatever_a_body_holds_storing_it_fails_at_most_that_image(
     mirror_engine: Engine, text_body: str
 ) -> None:

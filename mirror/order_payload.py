@@ -1,0 +1,159 @@
+"""Pure transformation: one API order body → one `orders` row and its embedded images (spec §7).
+
+The same rules as `payload.py` for images: every property lands in its typed column or,
+verbatim, in `extra` (a value whose JSON type does not fit its column too, with a warning);
+no coercion. `images` is not a column: each embedded image is mapped exactly as if it had been
+fetched on its own, and one that cannot be mapped fails alone. Nothing here touches the
+database or the network; the sync writes what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mirror.errors import InvalidPayload
+from mirror.ids import canonical_id
+from mirror.payload import ImageRow, content_hash, json_text, json_type, shorten, to_row
+
+ORDER_STRING_FIELDS = ("name", "default_image_sort_order")
+ORDER_BOOLEAN_FIELDS = ("is_deleted", "is_merging", "is_processing")
+ORDER_INTEGER_FIELDS = ("total_images",)
+ORDER_ANY_FIELDS = ("status",)  # typed "any": text when a string, else its JSON text
+ORDER_TIME_FIELDS = ("created_at", "last_updated_at")  # ISO 8601; without a zone: UTC
+ORDER_API_COLUMNS = (
+    *ORDER_STRING_FIELDS,
+    *ORDER_BOOLEAN_FIELDS,
+    *ORDER_INTEGER_FIELDS,
+    *ORDER_ANY_FIELDS,
+    *ORDER_TIME_FIELDS,
+)
+ORDER_CONTENT_COLUMNS = (*ORDER_API_COLUMNS, "extra", "content_hash")
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass
+class EmbeddedFailure:
+    """An embedded image that cannot be mapped: a failure of that image alone (its ID is
+    None when the body did not say which image it is)."""
+
+    image_id: str | None
+    message: str
+
+
+@dataclass
+class OrderRow:
+    """What one order body becomes: the `orders` columns, and each embedded image."""
+
+    order_id: str
+    columns: dict[str, Any]  # every ORDER_CONTENT_COLUMNS key
+    images: list[ImageRow | EmbeddedFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def order_to_row(body: Any, *, requested_id: str | None) -> OrderRow:
+    """Map a parsed order body (from `GET /v3/orders/{id}` or a listing page) to a row.
+
+    `requested_id` is the order asked for (None for a listed order). Raises InvalidPayload
+    when the body is not an object, names no order, or names another order than requested.
+    """
+    if not isinstance(body, dict):
+        raise InvalidPayload(f"order body is a JSON {json_type(body)}, not an object")
+    sent_id = body.get("order_id")
+    if sent_id is None and requested_id is not None:
+        order_id = requested_id
+    elif isinstance(sent_id, str) and sent_id and (requested_id in (None, sent_id)):
+        order_id = sent_id
+    elif sent_id is None:
+        raise InvalidPayload("a listed order has no order_id")
+    else:
+        raise InvalidPayload(f"order body is for order_id {shorten(json.dumps(sent_id))}")
+
+    columns: dict[str, Any] = dict.fromkeys(ORDER_API_COLUMNS)
+    extra: dict[str, Any] = {}
+    warnings: list[str] = []
+
+    def misfit(key: str, value: Any, expected: str) -> None:
+        extra[key] = value
+        warnings.append(
+            f"{key}: {shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
+        )
+
+    images: list[ImageRow | EmbeddedFailure] = []
+    for key, value in body.items():
+        if key == "order_id":
+            continue
+        if key == "images":
+            if isinstance(value, list):
+                images = [_embedded(image, order_id) for image in value]
+            elif value is not None:
+                misfit(key, value, "an array of images")
+            continue
+        if value is None and key in columns:
+            continue
+        if key in ORDER_STRING_FIELDS:
+            if isinstance(value, str):
+                columns[key] = value
+            else:
+                misfit(key, value, "a string")
+        elif key in ORDER_BOOLEAN_FIELDS:
+            if isinstance(value, bool):
+                columns[key] = value
+            else:
+                misfit(key, value, "a boolean")
+        elif key in ORDER_INTEGER_FIELDS:
+            if type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX:
+                columns[key] = value
+            else:
+                misfit(key, value, "a 64-bit integer")
+        elif key in ORDER_ANY_FIELDS:
+            columns[key] = value if isinstance(value, str) else json_text(value)
+        elif key in ORDER_TIME_FIELDS:
+            moment = parse_timestamp(value)
+            if moment is None:
+                misfit(key, value, "an ISO 8601 timestamp")
+            else:
+                columns[key] = moment
+        else:
+            extra[key] = value
+
+    columns["extra"] = extra
+    # The order's own content: its images are rows of their own, with their own hashes, so
+    # a change to one image does not make the order look changed.
+    columns["content_hash"] = content_hash({k: v for k, v in body.items() if k != "images"})
+    return OrderRow(order_id=order_id, columns=columns, images=images, warnings=warnings)
+
+
+def _embedded(image: Any, order_id: str) -> ImageRow | EmbeddedFailure:
+    """An embedded image, mapped as if fetched alone. One without an order_id (absent or
+    null) belongs to the order that embeds it: filled in before hashing, so that fetching
+    the same image by ID later (which names its order) does not look like a change."""
+    if not isinstance(image, dict):
+        return EmbeddedFailure(None, f"embedded image is a JSON {json_type(image)}")
+    raw_id = image.get("image_id")
+    image_id = canonical_id(raw_id) if isinstance(raw_id, str) else None
+    if image_id is None:
+        shown = "no image_id" if raw_id is None else f"image_id {shorten(json.dumps(raw_id))}"
+        return EmbeddedFailure(None, f"embedded image has {shown}")
+    if image.get("order_id") is None:
+        image = {**image, "order_id": order_id}
+    try:
+        return to_row(image, requested_id=image_id)
+    except InvalidPayload as exc:
+        return EmbeddedFailure(image_id, str(exc))
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as an aware UTC datetime (no zone: UTC); None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
