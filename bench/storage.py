@@ -30,7 +30,7 @@ from mirror.db import create_db_engine, ensure_schema
 from mirror.payload import ImageRow, to_row
 from mirror.standin import record_for
 from mirror.store import Batch, apply_batch
-from mirror.sync import BATCH_SIZE
+from mirror.writer import BATCH_SIZE
 
 
 def main() -> None:

@@ -1,5 +1,9 @@
-"""Orchestration of one run: IDs → fetch (concurrent, paced) → normalise → store in batches.
+"""Orchestration of one run: lock, schema, run row, then the pipeline of stages
 
+    image IDs → fetch workers (`fetching.py`) → classification (`classify.py`) → writer
+    (`writer.py`, batched commits)
+
+stopped together by one `RunControl` (a fatal error or a signal), and the run's end recorded.
 No click and no printing here: progress, warnings and the summary go to callbacks and return
 values, and errors are the exceptions of `mirror.errors`.
 """
@@ -14,10 +18,10 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from mirror import db, store
 from mirror.api import (
@@ -26,50 +30,28 @@ from mirror.api import (
     FetchResult,
     ImageFetcher,
     Reachability,
-    Transport,
     TransportFactory,
 )
+from mirror.classify import classify
 from mirror.config import Redactor
-from mirror.errors import (
-    DatabaseBusy,
-    DatabaseUnavailable,
-    Interrupted,
-    InvalidPayload,
-    MirrorError,
-    TooManyDeletions,
-)
+from mirror.control import RunControl
+from mirror.errors import DatabaseBusy, Interrupted, MirrorError
+from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
 from mirror.lock import HeldLock, sync_lock
-from mirror.outcomes import Failure, Missing, Outcome, RunStatus
-from mirror.payload import ImageRow, parse_body, to_row
+from mirror.outcomes import Failure, Outcome, RunStatus
+from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
-from mirror.store import Batch, Counts, Stored
+from mirror.store import Counts
+from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
-_T = TypeVar("_T")
-
-BATCH_SIZE = 1000
 # Recording the end of a run after a database failure: a few tries, not minutes of them.
 CLOSE_ATTEMPTS = 3
 CLOSE_RETRY_SECONDS = 1.0
 CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
-MAX_FAILURES_KEPT = 100
-MAX_CHANGES_KEPT = 10_000  # what a dry run lists, image by image
-BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
 # This many failed connection attempts, with no answer from the API at all, means it is not
 # there (see api.Reachability).
 UNREACHABLE_AFTER = 3
-# The deletion guard's default: a run may mark at most this share of its requested images
-# deleted, and never fewer than DELETES_ALWAYS_ALLOWED. A wrong base URL 404s everything.
-DELETES_SHARE = 0.10
-DELETES_ALWAYS_ALLOWED = 10
-
-
-def deletion_limit(requested: int, max_deletes: int | None) -> int:
-    """How many mirrored images a run may mark deleted: `max_deletes` when given, else
-    10 % of the requested images, at least 10."""
-    if max_deletes is not None:
-        return max_deletes
-    return max(DELETES_ALWAYS_ALLOWED, int(requested * DELETES_SHARE))
 
 
 @dataclass(frozen=True)
@@ -78,7 +60,7 @@ class SyncOptions:
     max_rate: float | None = 100.0
     dry_run: bool = False
     backoff_base: float = BACKOFF_BASE
-    max_deletes: int | None = None  # None: `deletion_limit`'s default rule
+    max_deletes: int | None = None  # None: the deletion guard's default rule
 
 
 @dataclass
@@ -90,7 +72,7 @@ class SyncSummary:
     dry_run: bool = False
     failures: list[Failure] = field(default_factory=list)
     changes: list[tuple[str, str]] = field(default_factory=list)  # dry runs: (id, what)
-    changes_left_out: int = 0  # beyond MAX_CHANGES_KEPT
+    changes_left_out: int = 0  # beyond what the writer keeps
     seconds: float = 0.0  # from taking the lock to the last commit (start-up not included)
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,7 +158,7 @@ def sync_images(
         except BaseException as exc:
             run.close("failed", error=redact(f"{type(exc).__name__}: {exc}"))
             raise
-        if run.interrupted:
+        if run.control.interrupted:
             run.close("interrupted", error="interrupted by a signal")
             raise Interrupted(
                 f"interrupted by a signal; {run.counts.total()} of {len(image_ids)} images "
@@ -190,15 +172,15 @@ def sync_images(
         requested=len(image_ids),
         counts=run.counts,
         dry_run=options.dry_run,
-        failures=run.failures,
-        changes=run.changes,
-        changes_left_out=run.changes_left_out,
+        failures=run.writer.failures if run.writer else [],
+        changes=run.writer.changes if run.writer else [],
+        changes_left_out=run.writer.changes_left_out if run.writer else 0,
         seconds=time.monotonic() - started,
     )
 
 
 class _Run:
-    """The state of one run while its fetchers and its writer work."""
+    """One run's pipeline: the image IDs → fetch workers → classification → the writer."""
 
     def __init__(
         self,
@@ -211,51 +193,34 @@ class _Run:
         on_warning: WarningCallback | None,
     ) -> None:
         self.engine = engine
-        self.lock = lock
         self.run_id = run_id
         self.options = options
         self.on_progress = on_progress
         self.on_warning = on_warning
-        self.counts = Counts()
-        self.failures: list[Failure] = []
-        self.fatal: MirrorError | None = None
-        self.interrupted = False
-        self._in_flight: set[asyncio.Future[FetchResult]] = set()
-        self._requested = 0
-        self._to_delete: list[str] = []  # held back until the deletion guard has decided
-        self._deletion_limit = 0
-        self.changes: list[tuple[str, str]] = []  # dry runs: what would be written
-        self.changes_left_out = 0
+        self.control = RunControl()
+        self._lock = lock
+        self.writer: Writer | None = None
 
     @property
-    def stopping(self) -> bool:
-        return self.fatal is not None or self.interrupted
-
-    def _abort(self, error: MirrorError) -> None:
-        """Stop issuing requests, and drop those in flight: the run cannot go on."""
-        if self.fatal is None:
-            self.fatal = error
-        self._cancel_in_flight()
-
-    def _interrupt(self) -> None:
-        """SIGINT/SIGTERM: no new requests, none waited for; what was fetched is committed."""
-        self.interrupted = True
-        self._cancel_in_flight()
-
-    def _cancel_in_flight(self) -> None:
-        for request in self._in_flight:
-            request.cancel()
+    def counts(self) -> Counts:
+        return self.writer.counts if self.writer is not None else Counts()
 
     async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
-        queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
         settings = self.options.api
-        self._requested = len(image_ids)
-        self._deletion_limit = deletion_limit(self._requested, self.options.max_deletes)
-        pending = iter(image_ids)
-        limiter = RateLimiter(self.options.max_rate)
+        control = self.control
+        writer = self.writer = Writer(
+            engine=self.engine,
+            lock=self._lock,
+            run_id=self.run_id,
+            dry_run=self.options.dry_run,
+            guard=DeletionGuard(len(image_ids), settings.base_url, self.options.max_deletes),
+            control=control,
+            on_warning=self.on_warning,
+        )
+        queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
         factory = TransportFactory(settings)
         fetcher = ImageFetcher(
-            limiter=limiter,
+            limiter=RateLimiter(self.options.max_rate),
             retries=settings.retries,
             timeout=settings.timeout,
             backoff_base=self.options.backoff_base,
@@ -267,167 +232,39 @@ class _Run:
                 ),
             ),
         )
-        with _signals_handled_by(self._interrupt):
-            try:
-                writer = asyncio.create_task(self._write(queue))
-                workers = max(1, min(settings.concurrency, len(image_ids)))
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(self._fetch(fetcher, factory(), pending, queue))
-                await queue.put(None)
-                await writer
-                await self._commit_deletions()
-            finally:
-                await factory.aclose()
-        if self.fatal is not None and not self.interrupted:
-            raise self.fatal
 
-    async def _fetch(
-        self,
-        fetcher: ImageFetcher,
-        transport: Transport,
-        pending: Iterator[str],
-        queue: asyncio.Queue[Outcome | None],
-    ) -> None:
-        for image_id in pending:
-            if self.stopping:
-                return
-            # The request runs as its own task, so a signal can cancel it without losing
-            # what this worker already handed to the writer.
-            request = asyncio.ensure_future(fetcher.fetch(transport, image_id))
-            self._in_flight.add(request)
-            try:
-                await asyncio.wait({request})
-            finally:
-                self._in_flight.discard(request)
-            if request.cancelled():
-                return
-            error = request.exception()
-            if isinstance(error, MirrorError):  # the key was rejected: stop everything
-                self._abort(error)
-                return
-            if error is not None:
-                raise error
-            await queue.put(self._outcome(request.result()))
+        async def deliver(result: FetchResult) -> None:
+            outcome = classify(result)
+            if isinstance(outcome, ImageRow) and self.on_warning is not None:
+                for warning in outcome.warnings:
+                    self.on_warning(f"image {outcome.image_id}: {warning}")
+            await queue.put(outcome)
             if self.on_progress is not None:
                 self.on_progress(1)
 
-    def _outcome(self, result: FetchResult) -> Outcome:
-        if isinstance(result, Failure):
-            return Missing(result.image_id) if result.kind == "not_found" else result
-        try:
-            row = to_row(parse_body(result.body), requested_id=result.image_id)
-        except InvalidPayload as exc:
-            return Failure(result.image_id, "invalid_payload", str(exc), 200)
-        except Exception as exc:  # a body nobody foresaw must fail its image, not the run
-            message = f"body cannot be mapped: {type(exc).__name__}: {exc}"[:300]
-            return Failure(result.image_id, "invalid_payload", message, 200)
-        if self.on_warning is not None:
-            for warning in row.warnings:
-                self.on_warning(f"image {row.image_id}: {warning}")
-        return row
-
-    async def _write(self, queue: asyncio.Queue[Outcome | None]) -> None:
-        """Collect outcomes into batches and commit each in a worker thread."""
-        batch = Batch([], [], [])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BATCH_SECONDS
-        while True:
+        work = iter(image_ids)  # shared: each ID goes to exactly one worker
+        with _signals_handled_by(control.interrupt):
             try:
-                item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                item = _FLUSH
-            if item is not None and item is not _FLUSH:
-                _add(batch, item)
-            if item is None or item is _FLUSH or len(batch) >= BATCH_SIZE:
-                await self._commit(batch)
-                batch = Batch([], [], [])
-                deadline = loop.time() + BATCH_SECONDS
-                if item is None:
-                    return
-
-    async def _commit(self, batch: Batch) -> None:
-        if not batch or isinstance(self.fatal, _DATABASE_GONE):
-            return
-        if self.engine is None:
-            stored: Stored | None = store.compare_with_nothing(batch)
-        else:
-            stored = await self._in_database(
-                store.store_batch,
-                batch=batch,
-                run_id=self.run_id,
-                now=_now(),
-                dry_run=self.options.dry_run,
-            )
-        if stored is None:
-            return
-        self.counts.add(stored.counts)
-        # All failures are in sync_failures; memory keeps only what a summary shows.
-        self.failures.extend(stored.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
-        self._keep_changes(stored.changes)
-        self._to_delete.extend(stored.to_delete)
-        if len(self._to_delete) > self._deletion_limit:
-            self._abort(self._too_many_deletions())
-
-    def _keep_changes(self, changes: list[tuple[str, str]]) -> None:
-        room = max(0, MAX_CHANGES_KEPT - len(self.changes))
-        self.changes.extend(changes[:room])
-        self.changes_left_out += len(changes) - min(room, len(changes))
-
-    def _too_many_deletions(self) -> TooManyDeletions:
-        limit = self._deletion_limit
-        rule = (
-            f"--max-deletes {limit}"
-            if self.options.max_deletes is not None
-            else f"the default, 10 % of the {self._requested} requested and at least "
-            f"{DELETES_ALWAYS_ALLOWED}"
-        )
-        return TooManyDeletions(
-            f"the API at {self.options.api.base_url} answered 404 for "
-            f"{len(self._to_delete)} images that are in the mirror, more than this run may "
-            f"mark deleted ({limit}: {rule}); nothing was marked deleted and the run stopped. "
-            "Check --base-url; if the images really were deleted upstream, run again with "
-            f"--max-deletes {self._requested} (or MIRROR_MAX_DELETES)"
-        )
-
-    async def _commit_deletions(self) -> None:
-        """Mark the held-back deletions, unless the guard refused them (or the database is
-        gone): all in one transaction, so none is committed before the guard decided."""
-        if isinstance(self.fatal, (TooManyDeletions, *_DATABASE_GONE)) or not self._to_delete:
-            return
-        if self.options.dry_run:
-            self.counts.deleted += len(self._to_delete)
-            self._keep_changes([(image_id, "deleted") for image_id in self._to_delete])
-            return
-        counts = await self._in_database(
-            store.mark_deleted, image_ids=self._to_delete, run_id=self.run_id, now=_now()
-        )
-        if counts is not None:
-            self.counts.add(counts)
-
-    async def _in_database(self, fn: Callable[..., _T], **kwargs: Any) -> _T | None:
-        """Run a store function in a worker thread, the sync lock checked first. A lost
-        connection (server restarted, session killed) rolled the transaction back, so it is
-        retried once on a new one; any other database error aborts the run (None)."""
-        engine = self.engine
-        assert engine is not None
-        for attempt in (1, 2):
-            try:
-                warning = await asyncio.to_thread(self.lock.ensure_held)
-                if warning is not None and self.on_warning is not None:
-                    self.on_warning(warning)
-                return await asyncio.to_thread(fn, engine, **kwargs)
-            except MirrorError as exc:
-                self._abort(exc)
-                return None
-            except OperationalError as exc:
-                if attempt == 1 and not db.is_sqlite_busy(engine.url, exc):
-                    continue
-                self._abort(db.database_error(engine.url, exc))
-            except SQLAlchemyError as exc:
-                self._abort(db.database_error(engine.url, exc))
-                return None
-        return None
+                writing = asyncio.create_task(writer.run(queue))
+                workers = max(1, min(settings.concurrency, len(image_ids)))
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(
+                            fetch_worker(
+                                work=work,
+                                fetcher=fetcher,
+                                transport=factory(),
+                                control=control,
+                                deliver=deliver,
+                            )
+                        )
+                await queue.put(None)
+                await writing
+                await writer.commit_deletions()
+            finally:
+                await factory.aclose()
+        if control.fatal is not None and not control.interrupted:
+            raise control.fatal
 
     def close(self, status: RunStatus, *, error: str | None = None) -> None:
         """Record the run's end. After a database failure the connection may be back (a
@@ -435,8 +272,9 @@ class _Run:
         (the original error is what the user needs to see)."""
         if self.run_id is None or self.engine is None:
             return
+        fatal = self.control.fatal
         # Another process's SQLite write lock will not be gone in a second: one try then.
-        attempts = 1 if isinstance(self.fatal, DatabaseBusy) else CLOSE_ATTEMPTS
+        attempts = 1 if isinstance(fatal, DatabaseBusy) else CLOSE_ATTEMPTS
         for attempt in range(attempts):
             try:
                 store.finish_run(
@@ -450,14 +288,10 @@ class _Run:
                 )
                 return
             except SQLAlchemyError:
-                if self.fatal is None or attempt == attempts - 1:
+                if fatal is None or attempt == attempts - 1:
                     return
                 self.engine.dispose()
                 time.sleep(CLOSE_RETRY_SECONDS)
-
-
-_FLUSH: Any = object()
-_DATABASE_GONE = (DatabaseUnavailable, DatabaseBusy)
 
 
 @contextlib.contextmanager
@@ -479,15 +313,6 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
         for sig, previous in installed:
             loop.remove_signal_handler(sig)
             signal.signal(sig, previous)
-
-
-def _add(batch: Batch, item: Outcome) -> None:
-    if isinstance(item, ImageRow):
-        batch.rows.append(item)
-    elif isinstance(item, Missing):
-        batch.missing.append(item)
-    else:
-        batch.failures.append(item)
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:

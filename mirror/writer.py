@@ -1,0 +1,199 @@
+"""The write stage: outcomes collected into batches, each committed in a worker thread.
+
+It checks the sync lock before every commit, retries a batch once on a new connection after
+a lost one, holds back deletions until the deletion guard has decided (`DeletionGuard`), and
+keeps what a summary shows (counts, the first failures, a dry run's changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from mirror import db, store
+from mirror.control import RunControl
+from mirror.errors import DatabaseBusy, DatabaseUnavailable, MirrorError, TooManyDeletions
+from mirror.lock import HeldLock
+from mirror.outcomes import Failure, Missing, Outcome
+from mirror.payload import ImageRow
+from mirror.store import Batch, Counts, Stored
+
+BATCH_SIZE = 1000
+BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
+MAX_FAILURES_KEPT = 100
+MAX_CHANGES_KEPT = 10_000  # what a dry run lists, image by image
+# The deletion guard's default: a run may mark at most this share of its requested images
+# deleted, and never fewer than DELETES_ALWAYS_ALLOWED. A wrong base URL 404s everything.
+DELETES_SHARE = 0.10
+DELETES_ALWAYS_ALLOWED = 10
+
+_DATABASE_GONE = (DatabaseUnavailable, DatabaseBusy)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class DeletionGuard:
+    """How many mirrored images a run may mark deleted (`--max-deletes`, or the default
+    rule: 10 % of the requested images, at least 10)."""
+
+    requested: int
+    base_url: str
+    max_deletes: int | None = None
+
+    @property
+    def limit(self) -> int:
+        if self.max_deletes is not None:
+            return self.max_deletes
+        return max(DELETES_ALWAYS_ALLOWED, int(self.requested * DELETES_SHARE))
+
+    def refusal(self, count: int) -> TooManyDeletions:
+        rule = (
+            f"--max-deletes {self.limit}"
+            if self.max_deletes is not None
+            else f"the default, 10 % of the {self.requested} requested and at least "
+            f"{DELETES_ALWAYS_ALLOWED}"
+        )
+        return TooManyDeletions(
+            f"the API at {self.base_url} answered 404 for {count} images that are in the "
+            f"mirror, more than this run may mark deleted ({self.limit}: {rule}); nothing was "
+            "marked deleted and the run stopped. Check --base-url; if the images really were "
+            f"deleted upstream, run again with --max-deletes {self.requested} "
+            "(or MIRROR_MAX_DELETES)"
+        )
+
+
+class Writer:
+    """Batches and commits one run's outcomes (`engine` None: a dry run with no mirror)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine | None,
+        lock: HeldLock,
+        run_id: int | None,
+        dry_run: bool,
+        guard: DeletionGuard,
+        control: RunControl,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._lock = lock
+        self._run_id = run_id
+        self._dry_run = dry_run
+        self._guard = guard
+        self._control = control
+        self._on_warning = on_warning
+        self._to_delete: list[str] = []  # held back until the deletion guard has decided
+        self.counts = Counts()
+        self.failures: list[Failure] = []  # the first MAX_FAILURES_KEPT, for the summary
+        self.changes: list[tuple[str, str]] = []  # dry runs: (image_id, what would happen)
+        self.changes_left_out = 0
+
+    async def run(self, queue: asyncio.Queue[Outcome | None]) -> None:
+        """Take outcomes until None; commit every BATCH_SIZE of them or BATCH_SECONDS."""
+        batch = Batch([], [], [])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BATCH_SECONDS
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                item = _FLUSH
+            if item is not None and item is not _FLUSH:
+                _add(batch, item)
+            if item is None or item is _FLUSH or len(batch) >= BATCH_SIZE:
+                await self._commit(batch)
+                batch = Batch([], [], [])
+                deadline = loop.time() + BATCH_SECONDS
+                if item is None:
+                    return
+
+    async def commit_deletions(self) -> None:
+        """Mark the held-back deletions, unless the guard refused them (or the database is
+        gone): all in one transaction, so none is committed before the guard decided."""
+        fatal = self._control.fatal
+        if isinstance(fatal, (TooManyDeletions, *_DATABASE_GONE)) or not self._to_delete:
+            return
+        if self._dry_run:
+            self.counts.deleted += len(self._to_delete)
+            self._keep_changes([(image_id, "deleted") for image_id in self._to_delete])
+            return
+        counts = await self._in_database(
+            store.mark_deleted, image_ids=self._to_delete, run_id=self._run_id, now=_now()
+        )
+        if counts is not None:
+            self.counts.add(counts)
+
+    async def _commit(self, batch: Batch) -> None:
+        if not batch or isinstance(self._control.fatal, _DATABASE_GONE):
+            return
+        if self._engine is None:
+            stored: Stored | None = store.compare_with_nothing(batch)
+        else:
+            stored = await self._in_database(
+                store.store_batch,
+                batch=batch,
+                run_id=self._run_id,
+                now=_now(),
+                dry_run=self._dry_run,
+            )
+        if stored is None:
+            return
+        self.counts.add(stored.counts)
+        # All failures are in sync_failures; memory keeps only what a summary shows.
+        self.failures.extend(stored.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
+        self._keep_changes(stored.changes)
+        self._to_delete.extend(stored.to_delete)
+        if len(self._to_delete) > self._guard.limit:
+            self._control.abort(self._guard.refusal(len(self._to_delete)))
+
+    def _keep_changes(self, changes: list[tuple[str, str]]) -> None:
+        room = max(0, MAX_CHANGES_KEPT - len(self.changes))
+        self.changes.extend(changes[:room])
+        self.changes_left_out += len(changes) - min(room, len(changes))
+
+    async def _in_database(self, fn: Callable[..., _T], **kwargs: Any) -> _T | None:
+        """Run a store function in a worker thread, the sync lock checked first. A lost
+        connection (server restarted, session killed) rolled the transaction back, so it is
+        retried once on a new one; any other database error stops the run (None)."""
+        engine = self._engine
+        assert engine is not None
+        for attempt in (1, 2):
+            try:
+                warning = await asyncio.to_thread(self._lock.ensure_held)
+                if warning is not None and self._on_warning is not None:
+                    self._on_warning(warning)
+                return await asyncio.to_thread(fn, engine, **kwargs)
+            except MirrorError as exc:
+                self._control.abort(exc)
+                return None
+            except OperationalError as exc:
+                if attempt == 1 and not db.is_sqlite_busy(engine.url, exc):
+                    continue
+                self._control.abort(db.database_error(engine.url, exc))
+            except SQLAlchemyError as exc:
+                self._control.abort(db.database_error(engine.url, exc))
+                return None
+        return None
+
+
+_FLUSH: Any = object()
+
+
+def _add(batch: Batch, item: Outcome) -> None:
+    if isinstance(item, ImageRow):
+        batch.rows.append(item)
+    elif isinstance(item, Missing):
+        batch.missing.append(item)
+    else:
+        batch.failures.append(item)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
