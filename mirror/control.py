@@ -33,13 +33,12 @@ class RunControl:
         self.interrupted = True
         self._cancel_in_flight()
 
-    async def run_cancellable(self, request: asyncio.Future[Any]) -> None:
-        """Wait for a request that `abort`/`interrupt` may cancel (check `.cancelled()`)."""
+    def track(self, request: asyncio.Future[Any]) -> None:
+        """A request in flight, for `abort`/`interrupt` to cancel; `untrack` it when done."""
         self._in_flight.add(request)
-        try:
-            await asyncio.wait({request})
-        finally:
-            self._in_flight.discard(request)
+
+    def untrack(self, request: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(request)
 
     def _cancel_in_flight(self) -> None:
         for request in self._in_flight:

@@ -31,7 +31,11 @@ async def fetch_worker(
         if control.stopping:
             return
         request = asyncio.ensure_future(fetcher.fetch(transport, image_id))
-        await control.run_cancellable(request)
+        control.track(request)
+        try:
+            await asyncio.wait({request})
+        finally:
+            control.untrack(request)
         if request.cancelled():
             return
         error = request.exception()

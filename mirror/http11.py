@@ -276,13 +276,16 @@ async def _read_response(stream: _Stream, *, max_body: int) -> tuple[RawResponse
 
 async def _read_head(stream: _Stream) -> tuple[str, int, str, dict[str, str]]:
     buffer = stream.buffer
-    while (end := _HEAD_END.search(buffer)) is None:
+    while (match := _HEAD_END.search(buffer)) is None:
         if len(buffer) > MAX_HEAD_BYTES:
             raise ProtocolViolation("response headers too large")
         await stream.more()
-    head = bytes(buffer[: end.start()]).decode("latin-1")
-    del buffer[: end.end()]
-    status_line, *header_lines = _LINE_END.split(head)
+    head = bytes(buffer[: match.start()]).decode("latin-1")
+    del buffer[: match.end()]
+    if head.count("\n") == head.count("\r\n"):  # CRLF only, as nearly every server sends
+        status_line, *header_lines = head.split("\r\n")
+    else:
+        status_line, *header_lines = _LINE_END.split(head)
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or len(code) != 3 or not _DIGITS.fullmatch(code):
@@ -308,6 +311,8 @@ def _content_length(headers: dict[str, str]) -> int | None:
     raw = headers.get("content-length")
     if raw is None:
         return None
+    if raw.isascii() and raw.isdigit():  # the usual case: one plain number
+        return int(raw)
     values = {value.strip() for value in raw.split(",")}
     if len(values) != 1 or not _DIGITS.fullmatch(value := values.pop()):
         raise ProtocolViolation(f"bad Content-Length: {raw[:40]!r}")
