@@ -6,8 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -206,6 +205,16 @@ def cli() -> None:
     help="Retries per image after the first attempt (429, 5xx, timeouts, connection errors).",
 )
 @click.option(
+    "--unfinished",
+    is_flag=True,
+    help="Also refresh every mirrored image whose status is not processed, error or expired.",
+)
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Also refresh every mirrored image last synced longer ago than this (90s, 30m, 12h, 7d).",
+)
+@click.option(
     "--max-deletes",
     envvar="MIRROR_MAX_DELETES",
     show_envvar=True,
@@ -234,12 +243,14 @@ def sync(
     timeout: float,
     connect_timeout: float,
     retries: int,
+    unfinished: bool,
+    older_than: str | None,
     max_deletes: int | None,
     dry_run: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Fetch the listed images from the API and upsert them into the database.
+    """Fetch the listed images, and those selected from the mirror, and upsert them.
 
     The schema is created or migrated on the first run. Exit codes: 0 all mirrored, 1 some
     failed, 2 bad input, 3 fatal (key rejected, API or database unreachable, implausibly many
@@ -251,11 +262,19 @@ def sync(
     """
     from mirror.api import ApiSettings
     from mirror.ids import IdSource, collect_ids
+    from mirror.selections import Selection, parse_duration
     from mirror.sync import SyncOptions
 
     ctx.meta["redact"] = Redactor([api_key])
-    if not image_ids and from_file is None:
-        raise click.UsageError("give image IDs as arguments or with --from-file FILE")
+    selection = Selection(
+        unfinished=unfinished,
+        older_than=parse_duration(older_than) if older_than is not None else None,
+    )
+    if not image_ids and from_file is None and not selection:
+        raise click.UsageError(
+            "give image IDs as arguments or with --from-file FILE, or select images to "
+            "refresh with --unfinished or --older-than DURATION"
+        )
     base_url = check_base_url(base_url)
     check_header_value("--api-key", api_key, secret=True)
     check_header_value("--api-version", api_version)
@@ -274,6 +293,7 @@ def sync(
         max_rate=max_rate or None,
         dry_run=dry_run,
         max_deletes=max_deletes,
+        selection=selection,
     )
     summary = _run_sync(
         engine, ids, options, ctx.meta["redact"], quiet=quiet, show_progress=not as_json
@@ -297,25 +317,41 @@ def _run_sync(
 
     from mirror.sync import sync_images
 
-    with _progress(len(ids), enabled=show_progress and not quiet) as advance:
+    progress = _Progress(enabled=show_progress and not quiet)
+    try:
         return sync_images(
             engine=engine,
             image_ids=ids,
             options=options,
             redact=redact,
-            on_progress=advance,
+            on_start=progress.start,
+            on_progress=progress.advance,
             on_warning=warn,
         )
+    finally:
+        progress.close()
 
 
-@contextmanager
-def _progress(length: int, *, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal's stderr; nothing at all when output is not a terminal."""
-    if not (enabled and sys.stderr.isatty()):
-        yield None
-        return
-    with click.progressbar(length=length, label="syncing", file=sys.stderr) as bar:
-        yield bar.update
+class _Progress:
+    """A progress bar on a terminal's stderr, opened once the run knows how many images it
+    fetches (selections are counted after the lock is taken); nothing when not a terminal."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+
+    def start(self, total: int) -> None:
+        if self._enabled:
+            self._bar = click.progressbar(length=total, label="syncing", file=sys.stderr)
+            self._bar.__enter__()
+
+    def advance(self, images: int) -> None:
+        if self._bar is not None:
+            self._bar.update(images)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import IO, BinaryIO
@@ -58,12 +58,29 @@ class RequestedIds:
     """The validated, de-duplicated IDs: `len()` is their number; iterating yields them
     (canonical) in first-seen order from the spool. Iterable once; closes the spool then."""
 
-    def __init__(self, spool: BinaryIO, count: int) -> None:
+    def __init__(self, spool: BinaryIO, count: int, unique: set[int]) -> None:
         self._spool: BinaryIO | None = spool
         self._count = count
+        self._unique = unique  # the IDs given directly, to skip them in selections
 
     def __len__(self) -> int:
         return self._count
+
+    def add_selected(self, image_ids: Iterable[str]) -> int:
+        """Append IDs selected from the mirror (canonical, each once: a primary key), skipping
+        those given directly; returns how many were added. Only before iterating."""
+        spool = self._spool
+        if spool is None:
+            raise RuntimeError("RequestedIds can be extended only before iterating")
+        spool.seek(0, 2)
+        added = 0
+        for image_id in image_ids:
+            key = int(image_id.replace("-", ""), 16)
+            if key not in self._unique:
+                spool.write(key.to_bytes(16, "big"))
+                added += 1
+        self._count += added
+        return added
 
     def __iter__(self) -> Iterator[str]:
         spool, self._spool = self._spool, None
@@ -113,7 +130,7 @@ def collect_ids(source: IdSource) -> RequestedIds:
             f"(expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5); "
             f"nothing was fetched or written:\n{lines}"
         )
-    return RequestedIds(spool, len(unique))
+    return RequestedIds(spool, len(unique), unique)
 
 
 def _entries(source: IdSource) -> Iterator[tuple[str, str]]:

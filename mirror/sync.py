@@ -42,6 +42,7 @@ from mirror.lock import HeldLock, sync_lock
 from mirror.outcomes import Failure, Outcome, RunStatus
 from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
+from mirror.selections import Selection, selected_ids
 from mirror.store import Counts
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
@@ -61,6 +62,7 @@ class SyncOptions:
     dry_run: bool = False
     backoff_base: float = BACKOFF_BASE
     max_deletes: int | None = None  # None: the deletion guard's default rule
+    selection: Selection = field(default_factory=Selection)  # images to refresh
 
 
 @dataclass
@@ -116,6 +118,7 @@ def sync_images(
     image_ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,
+    on_start: ProgressCallback | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> SyncSummary:
@@ -139,6 +142,10 @@ def sync_images(
                 db.ensure_schema(engine, allow_upgrade=False)
         else:
             db.ensure_schema(engine)
+        if options.selection and mirror_exists:
+            _add_selection(engine, image_ids, options.selection)
+        if on_start is not None:
+            on_start(len(image_ids))  # the number of images the run will try
         run_id = None
         if not options.dry_run:
             run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
@@ -313,6 +320,20 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
         for sig, previous in installed:
             loop.remove_signal_handler(sig)
             signal.signal(sig, previous)
+
+
+def _add_selection(
+    engine: Engine, image_ids: Collection[str] | RequestedIds, selection: Selection
+) -> None:
+    """Spool the images the selection names (a snapshot: the run itself moves
+    `last_synced_at`), after the IDs given directly, each once."""
+    if not isinstance(image_ids, RequestedIds):
+        raise TypeError("a selection adds to RequestedIds")
+    with db.connect(engine) as connection:
+        try:
+            image_ids.add_selected(selected_ids(connection, selection, now=_now()))
+        except SQLAlchemyError as exc:
+            raise db.database_error(engine.url, exc) from None
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -551,3 +552,67 @@ def test_the_json_summary_lists_the_failures(standin: StandIn, database_url: str
     assert failures[ids[0]]["kind"] == "http_error" and failures[ids[0]]["http_status"] == 400
     assert failures[ids[1]]["kind"] == "not_found"
     assert summary["failures_left_out"] == 0
+
+
+# --- refreshing from the mirror itself (spec §7) ---------------------------------------------
+
+
+def test_unfinished_refreshes_every_mirrored_image_still_in_progress(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(60)
+    assert sync(standin, database_url, *ids).exit_code in (0, 1)
+    standin.state.missing.add(ids[0])  # a deleted image is never selected
+    assert sync(standin, database_url, ids[0]).exit_code == 0
+    unfinished = {
+        r["image_id"]
+        for r in rows(
+            engine,
+            "SELECT image_id FROM images WHERE deleted_at IS NULL AND (status IS NULL "
+            "OR status NOT IN ('processed', 'error', 'expired'))",
+        )
+    }
+    assert unfinished  # the stand-in serves processing images
+    explicit = next(iter(unfinished))
+    standin.state.requests.clear()
+    result = sync(standin, database_url, "--unfinished", explicit, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["requested"] == len(unfinished) == summary["unchanged"]
+    assert set(standin.state.requests) == unfinished  # the explicit one fetched once
+    assert set(standin.state.requests.values()) == {1}
+
+
+def test_older_than_refreshes_what_was_synced_before_then(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    old, recent = new_ids(5), new_ids(3)
+    assert sync(standin, database_url, *old).exit_code in (0, 1)
+    time.sleep(1.2)
+    assert sync(standin, database_url, *recent).exit_code in (0, 1)
+    standin.state.requests.clear()
+    result = sync(standin, database_url, "--older-than", "1s", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["requested"] == 5
+    assert set(standin.state.requests) == set(old)
+    # Right after, nothing is older than an hour: an empty run, not an error.
+    nothing = sync(standin, database_url, "--older-than", "1h")
+    assert nothing.exit_code == 0 and nothing.stdout.startswith("synced 0 images")
+
+
+@pytest.mark.parametrize("duration", ["7", "1w", "-5m", "1.5h", "h"])
+def test_a_bad_duration_is_an_input_error(
+    standin: StandIn, database_url: str, duration: str
+) -> None:
+    result = sync(standin, database_url, "--older-than", duration)
+    assert result.exit_code == 2
+    assert "90s, 30m, 12h or 7d" in result.stderr
+    assert standin.state.total_requests == 0
+
+
+def test_a_selection_on_a_database_that_does_not_exist_yet_selects_nothing(
+    standin: StandIn, database_url: str
+) -> None:
+    result = sync(standin, database_url, "--unfinished", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("dry run: would sync 0 images")

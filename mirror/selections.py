@@ -1,0 +1,69 @@
+"""Sources of a run read from the mirror itself (spec §7): images to refresh.
+
+Each selection streams image IDs from the database (nothing is held in memory but a cursor's
+batch); `sync` spools them before the first request, so a run refreshes the selection as it
+was when it started (fetching moves `last_synced_at`, which `--older-than` selects on).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, or_, select
+
+from mirror.errors import InputError
+from mirror.models import images_table
+
+# Statuses after which the API changes an image no more (api-notes §7); NULL is unfinished.
+FINISHED_STATUSES = ("processed", "error", "expired")
+STREAM_BATCH = 10_000
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to select from the mirror: `--unfinished`, `--older-than DURATION`."""
+
+    unfinished: bool = False
+    older_than: timedelta | None = None
+
+    def __bool__(self) -> bool:
+        return self.unfinished or self.older_than is not None
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `12h`, `7d` as a timedelta; raises InputError for anything else."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise InputError(
+            f"--older-than {text!r} is not a duration; write a number and a unit: "
+            "90s, 30m, 12h or 7d"
+        )
+    number, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: int(number)})
+
+
+def selected_ids(connection: Connection, selection: Selection, *, now: datetime) -> Iterator[str]:
+    """The mirrored, not deleted images the selection names, each once, streamed."""
+    images = images_table.c
+    conditions = []
+    if selection.unfinished:
+        conditions.append(or_(images.status.is_(None), images.status.not_in(FINISHED_STATUSES)))
+    if selection.older_than is not None:
+        conditions.append(images.last_synced_at < now - selection.older_than)
+    if not conditions:
+        return
+    query = (
+        select(images.image_id)
+        .where(images.deleted_at.is_(None), or_(*conditions))
+        .order_by(images.image_id)
+    )
+    result = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(
+        query
+    )
+    for (image_id,) in result:
+        yield str(image_id)
