@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from mirror.errors import InvalidPayload
 from mirror.ids import canonical_id
-from mirror.payload import ImageRow, content_hash, json_text, json_type, shorten, to_row
+from mirror.payload import (
+    FieldKind,
+    ImageRow,
+    content_hash,
+    json_type,
+    map_fields,
+    shorten,
+    to_row,
+)
 
 ORDER_STRING_FIELDS = ("name", "default_image_sort_order")
 ORDER_BOOLEAN_FIELDS = ("is_deleted", "is_merging", "is_processing")
@@ -31,8 +38,13 @@ ORDER_API_COLUMNS = (
     *ORDER_TIME_FIELDS,
 )
 ORDER_CONTENT_COLUMNS = (*ORDER_API_COLUMNS, "extra", "content_hash")
-
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+ORDER_FIELDS: dict[str, FieldKind] = {
+    **dict.fromkeys(ORDER_STRING_FIELDS, FieldKind.STRING),
+    **dict.fromkeys(ORDER_BOOLEAN_FIELDS, FieldKind.BOOLEAN),
+    **dict.fromkeys(ORDER_INTEGER_FIELDS, FieldKind.BIGINT),
+    **dict.fromkeys(ORDER_ANY_FIELDS, FieldKind.ANY),
+    **dict.fromkeys(ORDER_TIME_FIELDS, FieldKind.TIMESTAMP),
+}
 
 
 @dataclass
@@ -72,53 +84,17 @@ def order_to_row(body: Any, *, requested_id: str | None) -> OrderRow:
     else:
         raise InvalidPayload(f"order body is for order_id {shorten(json.dumps(sent_id))}")
 
-    columns: dict[str, Any] = dict.fromkeys(ORDER_API_COLUMNS)
-    extra: dict[str, Any] = {}
-    warnings: list[str] = []
-
-    def misfit(key: str, value: Any, expected: str) -> None:
-        extra[key] = value
-        warnings.append(
-            f"{key}: {shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
-        )
-
+    columns, extra, warnings = map_fields(body, ORDER_FIELDS, skip=("order_id", "images"))
     images: list[ImageRow | EmbeddedFailure] = []
-    for key, value in body.items():
-        if key == "order_id":
-            continue
-        if key == "images":
-            if isinstance(value, list):
-                images = [_embedded(image, order_id) for image in value]
-            elif value is not None:
-                misfit(key, value, "an array of images")
-            continue
-        if value is None and key in columns:
-            continue
-        if key in ORDER_STRING_FIELDS:
-            if isinstance(value, str):
-                columns[key] = value
-            else:
-                misfit(key, value, "a string")
-        elif key in ORDER_BOOLEAN_FIELDS:
-            if isinstance(value, bool):
-                columns[key] = value
-            else:
-                misfit(key, value, "a boolean")
-        elif key in ORDER_INTEGER_FIELDS:
-            if type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX:
-                columns[key] = value
-            else:
-                misfit(key, value, "a 64-bit integer")
-        elif key in ORDER_ANY_FIELDS:
-            columns[key] = value if isinstance(value, str) else json_text(value)
-        elif key in ORDER_TIME_FIELDS:
-            moment = parse_timestamp(value)
-            if moment is None:
-                misfit(key, value, "an ISO 8601 timestamp")
-            else:
-                columns[key] = moment
-        else:
-            extra[key] = value
+    embedded = body.get("images")
+    if isinstance(embedded, list):
+        images = [_embedded(image, order_id) for image in embedded]
+    elif embedded is not None:
+        extra["images"] = embedded
+        warnings.append(
+            f"images: {shorten(json.dumps(embedded))} is not an array of images; "
+            "kept in extra.images"
+        )
 
     columns["extra"] = extra
     # The order's own content: its images are rows of their own, with their own hashes, so
@@ -144,16 +120,3 @@ def _embedded(image: Any, order_id: str) -> ImageRow | EmbeddedFailure:
         return to_row(image, requested_id=image_id)
     except InvalidPayload as exc:
         return EmbeddedFailure(image_id, str(exc))
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp as an aware UTC datetime (no zone: UTC); None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

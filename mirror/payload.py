@@ -7,6 +7,7 @@ boolean is not an integer, a number is not a string or a boolean.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import math
@@ -78,6 +79,90 @@ API_COLUMNS = (*STRING_FIELDS, *BOOLEAN_FIELDS, *INTEGER_FIELDS, *ANY_FIELDS, *J
 CONTENT_COLUMNS = (*API_COLUMNS, "date_added_at", "extra", "content_hash")
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+class FieldKind(enum.Enum):
+    """How a property fits its typed column: what a misfit is told it should have been."""
+
+    STRING = "a string"
+    BOOLEAN = "a boolean"
+    BIGINT = "a 64-bit integer"
+    ANY = "anything"  # typed "any": a string as is, any other value as its JSON text
+    OBJECT = "an object"
+    TIMESTAMP = "an ISO 8601 timestamp"
+
+
+IMAGE_FIELDS: dict[str, FieldKind] = {
+    **dict.fromkeys(STRING_FIELDS, FieldKind.STRING),
+    **dict.fromkeys(BOOLEAN_FIELDS, FieldKind.BOOLEAN),
+    **dict.fromkeys(INTEGER_FIELDS, FieldKind.BIGINT),
+    **dict.fromkeys(ANY_FIELDS, FieldKind.ANY),
+    **dict.fromkeys(JSON_FIELDS, FieldKind.OBJECT),
+}
+
+
+def map_fields(
+    body: dict[str, Any], fields: dict[str, FieldKind], *, skip: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Place every property of `body` (but those in `skip`) in its typed column, or verbatim
+    in `extra`: one without a column, and one whose JSON type does not fit (with a warning).
+    No coercion: true is not 1, 1 is not true. Returns (columns, extra, warnings); a JSON
+    null is a NULL column. (The checks are inlined: this runs for every field of every image.)
+    """
+    columns: dict[str, Any] = dict.fromkeys(fields)
+    extra: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, value in body.items():
+        kind = fields.get(key)
+        if kind is None:
+            if key not in skip:
+                extra[key] = value
+            continue
+        if value is None:
+            continue
+        if kind is _STRING:
+            fits = isinstance(value, str)
+        elif kind is _BOOLEAN:
+            fits = isinstance(value, bool)
+        elif kind is _ANY:
+            if not isinstance(value, str):
+                value = json_text(value)
+            fits = True
+        elif kind is _BIGINT:
+            fits = _is_bigint(value)
+        elif kind is _OBJECT:
+            fits = isinstance(value, dict)
+        else:
+            moment = parse_timestamp(value)
+            fits = moment is not None
+            value = moment if fits else value
+        if fits:
+            columns[key] = value
+        else:
+            extra[key] = value
+            warnings.append(
+                f"{key}: {shorten(json.dumps(value))} is not {kind.value}; kept in extra.{key}"
+            )
+    return columns, extra, warnings
+
+
+_STRING, _BOOLEAN, _BIGINT = FieldKind.STRING, FieldKind.BOOLEAN, FieldKind.BIGINT
+_ANY, _OBJECT = FieldKind.ANY, FieldKind.OBJECT
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as an aware UTC datetime (no zone: UTC); None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 # An image record is three levels deep. SQLite's JSON functions stop at 1,000 levels and
 # Python's json recursion near there: anything deeper than this is not an image record.
 MAX_DEPTH = 64
@@ -183,46 +268,7 @@ def to_row(body: Any, *, requested_id: str) -> ImageRow:
     if sent_id is not None and (not isinstance(sent_id, str) or sent_id.lower() != requested_id):
         raise InvalidPayload(f"body is for image_id {shorten(json.dumps(sent_id))}")
 
-    columns: dict[str, Any] = dict.fromkeys(API_COLUMNS)
-    extra: dict[str, Any] = {}
-    warnings: list[str] = []
-
-    def misfit(key: str, value: Any, expected: str) -> None:
-        extra[key] = value
-        warnings.append(
-            f"{key}: {shorten(json.dumps(value))} is not {expected}; kept in extra.{key}"
-        )
-
-    for key, value in body.items():
-        if key == "image_id":
-            continue
-        if value is None and key in columns:
-            continue
-        if key in STRING_FIELDS:
-            if isinstance(value, str):
-                columns[key] = value
-            else:
-                misfit(key, value, "a string")
-        elif key in BOOLEAN_FIELDS:
-            if isinstance(value, bool):
-                columns[key] = value
-            else:
-                misfit(key, value, "a boolean")
-        elif key in INTEGER_FIELDS:
-            if _is_bigint(value):
-                columns[key] = value
-            else:
-                misfit(key, value, "a 64-bit integer")
-        elif key in ANY_FIELDS:
-            columns[key] = value if isinstance(value, str) else json_text(value)
-        elif key in JSON_FIELDS:
-            if isinstance(value, dict):
-                columns[key] = value
-            else:
-                misfit(key, value, "an object")
-        else:
-            extra[key] = value
-
+    columns, extra, warnings = map_fields(body, IMAGE_FIELDS, skip=("image_id",))
     columns["date_added_at"] = _date_added_at(columns["date_added"], warnings)
     columns["extra"] = extra
     columns["content_hash"] = content_hash(body)

@@ -18,9 +18,8 @@ from mirror.order_payload import (
     ORDER_CONTENT_COLUMNS,
     EmbeddedFailure,
     order_to_row,
-    parse_timestamp,
 )
-from mirror.payload import ImageRow, parse_body, to_row
+from mirror.payload import ImageRow, parse_body, parse_timestamp, to_row
 from mirror.sample_account import SampleAccount
 from mirror.standin import record_for
 
