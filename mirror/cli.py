@@ -215,6 +215,12 @@ def cli() -> None:
     help="Also refresh every mirrored image last synced longer ago than this (90s, 30m, 12h, 7d).",
 )
 @click.option(
+    "--with-parents",
+    is_flag=True,
+    help="Then fetch the images that mirrored ones name as parent_image_id but that are not "
+    "in the mirror (restaged children never point at nothing).",
+)
+@click.option(
     "--max-deletes",
     envvar="MIRROR_MAX_DELETES",
     show_envvar=True,
@@ -245,6 +251,7 @@ def sync(
     retries: int,
     unfinished: bool,
     older_than: str | None,
+    with_parents: bool,
     max_deletes: int | None,
     dry_run: bool,
     quiet: bool,
@@ -270,10 +277,10 @@ def sync(
         unfinished=unfinished,
         older_than=parse_duration(older_than) if older_than is not None else None,
     )
-    if not image_ids and from_file is None and not selection:
+    if not image_ids and from_file is None and not selection and not with_parents:
         raise click.UsageError(
-            "give image IDs as arguments or with --from-file FILE, or select images to "
-            "refresh with --unfinished or --older-than DURATION"
+            "give image IDs as arguments or with --from-file FILE, or select images with "
+            "--unfinished, --older-than DURATION or --with-parents"
         )
     base_url = check_base_url(base_url)
     check_header_value("--api-key", api_key, secret=True)
@@ -294,6 +301,7 @@ def sync(
         dry_run=dry_run,
         max_deletes=max_deletes,
         selection=selection,
+        with_parents=with_parents,
     )
     summary = _run_sync(
         engine, ids, options, ctx.meta["redact"], quiet=quiet, show_progress=not as_json
@@ -341,7 +349,10 @@ class _Progress:
         self._bar: Any = None
 
     def start(self, total: int) -> None:
-        if self._enabled:
+        """Called again when the run adds work (the parents of --with-parents)."""
+        if self._bar is not None:
+            self._bar.length = total
+        elif self._enabled:
             self._bar = click.progressbar(length=total, label="syncing", file=sys.stderr)
             self._bar.__enter__()
 

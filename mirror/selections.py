@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, exists, func, or_, select
 
 from mirror.errors import InputError
+from mirror.ids import canonical_id
 from mirror.models import images_table
 
 # Statuses after which the API changes an image no more (api-notes §7); NULL is unfinished.
@@ -67,3 +68,28 @@ def selected_ids(connection: Connection, selection: Selection, *, now: datetime)
     )
     for (image_id,) in result:
         yield str(image_id)
+
+
+def missing_parent_ids(connection: Connection) -> tuple[list[str], int]:
+    """Images that a mirrored, not deleted image names as its `parent_image_id` but that are
+    not in the mirror: (their canonical IDs, how many named values were not UUIDs)."""
+    child = images_table.alias("child")
+    parent = images_table.alias("parent")
+    query = (
+        select(child.c.parent_image_id)
+        .where(
+            child.c.parent_image_id.is_not(None),
+            child.c.deleted_at.is_(None),
+            ~exists().where(parent.c.image_id == func.lower(child.c.parent_image_id)),
+        )
+        .distinct()
+    )
+    found: set[str] = set()
+    malformed = 0
+    for (value,) in connection.execute(query):
+        image_id = canonical_id(str(value))
+        if image_id is None:
+            malformed += 1
+        else:
+            found.add(image_id)
+    return sorted(found), malformed

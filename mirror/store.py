@@ -117,6 +117,7 @@ def finish_run(
     status: RunStatus,
     counts: Counts,
     now: datetime,
+    requested: int | None = None,
     error: str | None = None,
     busy_timeout: float | None = None,
 ) -> None:
@@ -128,7 +129,13 @@ def finish_run(
         connection.execute(
             update(sync_runs_table)
             .where(sync_runs_table.c.id == run_id)
-            .values(status=status, finished_at=now, error=error, **counts.as_dict())
+            .values(
+                status=status,
+                finished_at=now,
+                error=error,
+                **counts.as_dict(),
+                **({} if requested is None else {"requested": requested}),
+            )
         )
         if busy_timeout is not None and connection.dialect.name == "sqlite":
             connection.exec_driver_sql(f"PRAGMA busy_timeout={int(sqlite_busy_timeout() * 1000)}")

@@ -42,7 +42,7 @@ from mirror.lock import HeldLock, sync_lock
 from mirror.outcomes import Failure, Outcome, RunStatus
 from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
-from mirror.selections import Selection, selected_ids
+from mirror.selections import Selection, missing_parent_ids, selected_ids
 from mirror.store import Counts
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
@@ -53,6 +53,8 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 # This many failed connection attempts, with no answer from the API at all, means it is not
 # there (see api.Reachability).
 UNREACHABLE_AFTER = 3
+# --with-parents follows parent_image_id this many generations at most (restaged from restaged).
+MAX_PARENT_GENERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SyncOptions:
     backoff_base: float = BACKOFF_BASE
     max_deletes: int | None = None  # None: the deletion guard's default rule
     selection: Selection = field(default_factory=Selection)  # images to refresh
+    with_parents: bool = False  # then fetch the parents missing from the mirror too
 
 
 @dataclass
@@ -154,6 +157,7 @@ def sync_images(
             lock=held,
             run_id=run_id,
             options=options,
+            on_start=on_start,
             on_progress=on_progress,
             on_warning=on_warning,
         )
@@ -168,15 +172,15 @@ def sync_images(
         if run.control.interrupted:
             run.close("interrupted", error="interrupted by a signal")
             raise Interrupted(
-                f"interrupted by a signal; {run.counts.total()} of {len(image_ids)} images "
+                f"interrupted by a signal; {run.counts.total()} of {run.requested} images "
                 "were committed, the rest were never tried"
             )
-        status = run_status(len(image_ids), run.counts)
+        status = run_status(run.requested, run.counts)
         run.close(status)
     return SyncSummary(
         run_id=run_id,
         status=status,
-        requested=len(image_ids),
+        requested=run.requested,
         counts=run.counts,
         dry_run=options.dry_run,
         failures=run.writer.failures if run.writer else [],
@@ -196,12 +200,15 @@ class _Run:
         lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
+        on_start: ProgressCallback | None,
         on_progress: ProgressCallback | None,
         on_warning: WarningCallback | None,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
         self.options = options
+        self.requested = 0  # the images this run tries: the IDs, then any parents it adds
+        self.on_start = on_start
         self.on_progress = on_progress
         self.on_warning = on_warning
         self.control = RunControl()
@@ -215,6 +222,7 @@ class _Run:
     async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
         settings = self.options.api
         control = self.control
+        self.requested = len(image_ids)
         writer = self.writer = Writer(
             engine=self.engine,
             lock=self._lock,
@@ -249,29 +257,59 @@ class _Run:
             if self.on_progress is not None:
                 self.on_progress(1)
 
-        work = iter(image_ids)  # shared: each ID goes to exactly one worker
+        async def fetch_all(ids: Collection[str] | RequestedIds) -> None:
+            """One pass of the pipeline over `ids`; the writer has committed it on return."""
+            queue_ended = asyncio.create_task(writer.run(queue))
+            work = iter(ids)  # shared: each ID goes to exactly one worker
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(settings.concurrency, len(ids)))):
+                    group.create_task(
+                        fetch_worker(
+                            work=work,
+                            fetcher=fetcher,
+                            transport=factory(),
+                            control=control,
+                            deliver=deliver,
+                        )
+                    )
+            await queue.put(None)
+            await queue_ended
+
         with _signals_handled_by(control.interrupt):
             try:
-                writing = asyncio.create_task(writer.run(queue))
-                workers = max(1, min(settings.concurrency, len(image_ids)))
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(
-                            fetch_worker(
-                                work=work,
-                                fetcher=fetcher,
-                                transport=factory(),
-                                control=control,
-                                deliver=deliver,
-                            )
-                        )
-                await queue.put(None)
-                await writing
+                await fetch_all(image_ids)
+                tried: set[str] = set()  # parents this run asked for (a 404 stays missing)
+                for _ in range(MAX_PARENT_GENERATIONS if self.options.with_parents else 0):
+                    if self.engine is None or control.stopping:
+                        break
+                    # Parents of what is mirrored now; a fetched parent may name its own.
+                    missing = await asyncio.to_thread(self._missing_parents)
+                    parents = [p for p in missing if p not in tried]
+                    if not parents:
+                        break
+                    tried.update(parents)
+                    self.requested += len(parents)
+                    if self.on_start is not None:
+                        self.on_start(self.requested)
+                    await fetch_all(parents)
                 await writer.commit_deletions()
             finally:
                 await factory.aclose()
         if control.fatal is not None and not control.interrupted:
             raise control.fatal
+
+    def _missing_parents(self) -> list[str]:
+        assert self.engine is not None
+        with db.connect(self.engine) as connection:
+            try:
+                found, malformed = missing_parent_ids(connection)
+            except SQLAlchemyError as exc:
+                raise db.database_error(self.engine.url, exc) from None
+        if malformed and self.on_warning is not None:
+            self.on_warning(
+                f"{malformed} parent_image_id value(s) are not UUIDs; those parents were skipped"
+            )
+        return found
 
     def close(self, status: RunStatus, *, error: str | None = None) -> None:
         """Record the run's end. After a database failure the connection may be back (a
@@ -288,6 +326,7 @@ class _Run:
                     self.engine,
                     run_id=self.run_id,
                     status=status,
+                    requested=self.requested,
                     counts=self.counts,
                     now=_now(),
                     error=error,

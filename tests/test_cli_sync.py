@@ -616,3 +616,41 @@ def test_a_selection_on_a_database_that_does_not_exist_yet_selects_nothing(
     result = sync(standin, database_url, "--unfinished", "--dry-run")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("dry run: would sync 0 images")
+
+
+def test_with_parents_fetches_the_parents_missing_from_the_mirror(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """Restaged children never point at nothing: their parents (and theirs: a parent may be
+    restaged itself) are fetched in the same run, counted in it; a second run finds only the
+    one the API does not know."""
+    ids = new_ids(120)
+    missing_parent = sorted({record_for(i)["parent_image_id"] for i in ids} - {None})[0]
+    standin.state.missing.add(missing_parent)  # one parent the API no longer knows
+    generation, ancestors = set(ids), set()
+    while generation:  # the unknown parent is asked for, but names nobody
+        fetched = generation - {missing_parent}
+        generation = {record_for(i)["parent_image_id"] for i in fetched} - {None} - ancestors
+        ancestors |= generation
+    assert len(ancestors) > 1  # the stand-in restages about one image in ten
+    result = sync(standin, database_url, *ids, "--with-parents", "--json")
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 1, result.output  # the unknown parent is a not_found failure
+    assert summary["requested"] == len(ids) + len(ancestors)
+    assert summary["not_found"] == 1
+    assert summary["requested"] == sum(
+        summary[k] for k in ["inserted", "updated", "unchanged", "deleted", "not_found", "failed"]
+    )
+    orphans = rows(
+        engine,
+        "SELECT c.image_id FROM images c WHERE c.parent_image_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM images p WHERE p.image_id = c.parent_image_id)",
+    )
+    assert len(orphans) == sum(1 for i in ids if record_for(i)["parent_image_id"] == missing_parent)
+    [run] = rows(engine, "SELECT requested FROM sync_runs ORDER BY id DESC LIMIT 1")
+    assert run["requested"] == summary["requested"]
+
+    standin.state.requests.clear()
+    again = sync(standin, database_url, "--with-parents", "--json")  # a source of its own
+    assert json.loads(again.stdout)["requested"] == 1  # only the one still missing
+    assert set(standin.state.requests) == {missing_parent}
