@@ -64,8 +64,13 @@ def migrations_path() -> Path:
 def create_db_engine(url: URL) -> Engine:
     """An engine for `url`; SQLite gets WAL and a busy timeout so readers never fail a sync.
 
-    Raises InputError for a URL the driver rejects (say a SQLite URL with a host).
+    Raises InputError for a URL the driver rejects (say a SQLite URL with a host), and
+    DatabaseUnavailable for a SQLite file that cannot be one (`check_sqlite_file`).
     """
+    # Checked here, before this process has any connection to the file: opening and closing
+    # another descriptor of a SQLite database later would drop the POSIX locks that SQLite
+    # holds on it (sqlite.org/howtocorrupt.html, 2.2).
+    check_sqlite_file(url)
     try:
         return _create_engine(url)
     except ArgumentError as exc:
@@ -102,7 +107,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
     """A connection, with connection failures turned into `database_error`'s exceptions."""
-    check_sqlite_file(engine.url)
     try:
         connection = engine.connect()
     except (SQLAlchemyError, OSError) as exc:

@@ -25,7 +25,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from mirror.config import masked
 from mirror.db import (
     APPLICATION_NAME,
-    check_sqlite_file,
     describe_db_error,
     sqlite_path,
 )
@@ -188,7 +187,7 @@ def _file_lock(engine: Engine) -> Iterator[None]:
     if database is None:
         yield  # a private in-memory database: nothing to share (the CLI refuses those)
         return
-    check_sqlite_file(engine.url)  # no lock file beside a file that is not a database
+    # The file was checked when the engine was made: no lock file beside a non-database.
     # Keyed on the file itself: through a symlink a second sync finds the same lock.
     real = Path(os.path.realpath(database))
     path = real.with_name(real.name + ".lock")

@@ -571,3 +571,41 @@ def test_status_lists_20_failures_then_counts_the_rest(standin: StandIn, databas
     assert "… and 5 more (see the sync_failures table)" in text_out
     status = json.loads(run_cli("status", "--database-url", database_url, "--json").stdout)
     assert (len(status["last_run_failures"]), status["last_run_failures_left_out"]) == (20, 5)
+
+
+def test_the_database_file_is_never_opened_beside_a_sqlite_connection(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Closing any other descriptor of a SQLite file drops the POSIX locks SQLite holds on it
+    in this process (sqlite.org/howtocorrupt.html, 2.2): the mirror reads the file's header
+    only before its first connection. Python's audit hooks see both events, in order."""
+    database = tmp_path / "m.db"
+    assert run_cli("db", "upgrade", "--database-url", str(database)).exit_code == 0
+    script = (
+        "import sys\n"
+        "events = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'open' and str(args[0]) == sys.argv[1]:\n"
+        "        events.append('open')\n"
+        "    elif event == 'sqlite3.connect':\n"
+        "        events.append('connect')\n"
+        "sys.addaudithook(hook)\n"
+        "from mirror.cli import cli\n"
+        "try:\n"
+        "    cli(sys.argv[2:], prog_name='autoenhance-mirror')\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, events)\n"
+    )
+    for command in (
+        ["sync", *new_ids(3), "--base-url", standin.url, "--unfinished", "--with-parents"],
+        ["status"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(database), *command,
+             "--database-url", str(database)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        code, events = result.stdout.strip().splitlines()[-1].split(" ", 1)
+        assert code == "0", result.stderr
+        assert "connect" in events
+        assert "'open'" not in events.split("'connect'", 1)[1], events
