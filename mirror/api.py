@@ -31,7 +31,7 @@ from mirror.http11 import (
     Origin,
     RawResponse,
 )
-from mirror.outcomes import Failure, FailureKind
+from mirror.outcomes import Failure
 from mirror.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -267,17 +267,17 @@ class ImageFetcher:
             async with asyncio.timeout(self._timeout):
                 response = await transport.get(f"/v3/images/{image_id}")
         except TimeoutError:
-            return _failed(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
+            return Failure(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
         except ConnectFailed as exc:
             if self._reachability is not None:
                 self._reachability.connect_failed(str(exc))
-            return _failed(image_id, "connection", str(exc)), 0.0
+            return Failure(image_id, "connection", str(exc)), 0.0
         except BodyTooLarge as exc:
             self._answered()
-            return _failed(image_id, "invalid_payload", str(exc), 200), None
+            return Failure(image_id, "invalid_payload", str(exc), 200), None
         except HttpError as exc:
             self._answered()
-            return _failed(image_id, "connection", f"connection lost: {exc}"), 0.0
+            return Failure(image_id, "connection", f"connection lost: {exc}"), 0.0
         self._answered()
         return _interpret(image_id, response)
 
@@ -296,14 +296,10 @@ def _interpret(image_id: str, response: RawResponse) -> tuple[FetchResult, float
             "wrong or revoked; check --api-key / AUTOENHANCE_API_KEY"
         )
     if status == 404:
-        return _failed(image_id, "not_found", "HTTP 404", status), None
+        return Failure(image_id, "not_found", "HTTP 404", status), None
     retry_after = _retry_after(response.headers) if status in RETRYABLE_STATUS else None
     message = f"HTTP {status} {response.reason}".strip()
-    return _failed(image_id, "http_error", message, status), retry_after
-
-
-def _failed(image_id: str, kind: FailureKind, message: str, status: int | None = None) -> Failure:
-    return Failure(image_id, kind, message, status)
+    return Failure(image_id, "http_error", message, status), retry_after
 
 
 def _retry_after(headers: dict[str, str]) -> float:

@@ -142,12 +142,11 @@ def check_header_value(option: str, value: str | None, *, secret: bool = False) 
     a CR or LF would end the header and inject others, any control character is refused."""
     if value is None:
         return
+    shown = "" if secret else f" {value!r}"
     if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
-        shown = "" if secret else f" {value!r}"
         raise InputError(
             f"{option}{shown} holds a line break or control character, "
             "which cannot be sent in an HTTP header"
         )
     if any(ord(c) > 0xFF for c in value):
-        shown = "" if secret else f" {value!r}"
         raise InputError(f"{option}{shown} holds characters an HTTP header cannot carry")

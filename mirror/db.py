@@ -106,13 +106,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
-    """A connection, with connection failures turned into `database_error`'s exceptions."""
+    """A connection; any database error, connecting or inside the block, is raised as
+    `database_error`'s exception (exit 3, or 75 for another process's SQLite write lock)."""
     try:
         connection = engine.connect()
     except (SQLAlchemyError, OSError) as exc:
         raise database_error(engine.url, exc) from None
     with connection:
-        yield connection
+        try:
+            yield connection
+        except SQLAlchemyError as exc:
+            raise database_error(engine.url, exc) from None
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -226,33 +230,30 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
     that already holds our tables, DatabaseUnavailable when the database cannot be used.
     """
     with connect(engine) as connection:
-        try:
-            state = schema_state(connection)
-            if state.up_to_date:
-                return state
-            if not state.known:
-                raise SchemaMismatch(
-                    f"the database is at schema revision {state.current!r}, which this version "
-                    f"of autoenhance-mirror does not know (newest known: {state.head!r}); "
-                    "upgrade autoenhance-mirror, nothing was written"
-                )
-            if state.current is None and inspect(connection).has_table("images"):
-                raise SchemaMismatch(
-                    "the database has an `images` table but no migration stamp; "
-                    "point --database-url at an empty database or one made by autoenhance-mirror"
-                )
-            if state.current is not None and not allow_upgrade:
-                raise SchemaMismatch(
-                    f"the database schema is at {state.current!r}, older than {state.head!r}; "
-                    "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
-                )
-            from alembic import command
+        state = schema_state(connection)
+        if state.up_to_date:
+            return state
+        if not state.known:
+            raise SchemaMismatch(
+                f"the database is at schema revision {state.current!r}, which this version "
+                f"of autoenhance-mirror does not know (newest known: {state.head!r}); "
+                "upgrade autoenhance-mirror, nothing was written"
+            )
+        if state.current is None and inspect(connection).has_table("images"):
+            raise SchemaMismatch(
+                "the database has an `images` table but no migration stamp; "
+                "point --database-url at an empty database or one made by autoenhance-mirror"
+            )
+        if state.current is not None and not allow_upgrade:
+            raise SchemaMismatch(
+                f"the database schema is at {state.current!r}, older than {state.head!r}; "
+                "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
+            )
+        from alembic import command
 
-            with _atomic_ddl(connection):
-                command.upgrade(alembic_config(connection), "head")
-            return schema_state(connection)
-        except SQLAlchemyError as exc:
-            raise database_error(engine.url, exc) from None
+        with _atomic_ddl(connection):
+            command.upgrade(alembic_config(connection), "head")
+        return schema_state(connection)
 
 
 @contextmanager
@@ -291,10 +292,7 @@ def open_mirror(engine: Engine) -> SchemaState:
     if sqlite_file_missing(engine.url):
         raise NoMirror(f"no mirror at {masked(engine.url)}: the file does not exist")
     with connect(engine) as connection:
-        try:
-            state = schema_state(connection)
-        except SQLAlchemyError as exc:
-            raise database_error(engine.url, exc) from None
+        state = schema_state(connection)
     if state.current is None:
         raise NoMirror(
             f"no mirror at {masked(engine.url)}: the database holds no autoenhance-mirror "
@@ -346,5 +344,3 @@ def _run_command(engine: Engine, name: str, revision: str) -> None:
                 getattr(command, name)(alembic_config(connection), revision)
         except CommandError as exc:
             raise InputError(f"alembic: {exc}") from None
-        except SQLAlchemyError as exc:
-            raise database_error(engine.url, exc) from None

@@ -226,18 +226,15 @@ def apply_batch(
         known = _known_images(connection, sql, [r.image_id for r in rest] + missing_ids)
         to_upsert: list[ImageRow] = []
         still_unchanged: list[ImageRow] = []
-        changes: list[tuple[str, str]] = []
         for row in rest:
             previous = known.get(row.image_id)
             if previous is None:
                 counts.inserted += 1
-                changes.append((row.image_id, "new"))
             elif previous == (row.columns["content_hash"], False):
                 still_unchanged.append(row)
                 continue
             else:
                 counts.updated += 1
-                changes.append((row.image_id, "changed"))
             to_upsert.append(row)
         counts.unchanged = len(unchanged) + len(still_unchanged)
         # A 404 of an image already marked deleted changes nothing: it counts as deleted.
@@ -248,7 +245,11 @@ def apply_batch(
         ]
         counts.not_found = len(batch.missing) - len(to_delete) - counts.deleted
         counts.failed = len(batch.failures)
-        if dry_run:
+        if dry_run:  # what a real run would write, image by image
+            changes = [
+                (row.image_id, "new" if row.image_id not in known else "changed")
+                for row in to_upsert
+            ]
             return Stored(counts, failures, to_delete, changes)
 
         if to_upsert:

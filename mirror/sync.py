@@ -157,6 +157,7 @@ def sync_images(
             lock=held,
             run_id=run_id,
             options=options,
+            requested=len(image_ids),
             on_start=on_start,
             on_progress=on_progress,
             on_warning=on_warning,
@@ -183,9 +184,9 @@ def sync_images(
         requested=run.requested,
         counts=run.counts,
         dry_run=options.dry_run,
-        failures=run.writer.failures if run.writer else [],
-        changes=run.writer.changes if run.writer else [],
-        changes_left_out=run.writer.changes_left_out if run.writer else 0,
+        failures=run.writer.failures,
+        changes=run.writer.changes,
+        changes_left_out=run.writer.changes_left_out,
         seconds=time.monotonic() - started,
     )
 
@@ -200,6 +201,7 @@ class _Run:
         lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
+        requested: int,
         on_start: ProgressCallback | None,
         on_progress: ProgressCallback | None,
         on_warning: WarningCallback | None,
@@ -207,31 +209,29 @@ class _Run:
         self.engine = engine
         self.run_id = run_id
         self.options = options
-        self.requested = 0  # the images this run tries: the IDs, then any parents it adds
+        self.requested = requested  # the images this run tries: the IDs, then any parents
         self.on_start = on_start
         self.on_progress = on_progress
         self.on_warning = on_warning
         self.control = RunControl()
-        self._lock = lock
-        self.writer: Writer | None = None
+        self.writer = Writer(
+            engine=engine,
+            lock=lock,
+            run_id=run_id,
+            dry_run=options.dry_run,
+            guard=DeletionGuard(requested, options.api.base_url, options.max_deletes),
+            control=self.control,
+            on_warning=on_warning,
+        )
 
     @property
     def counts(self) -> Counts:
-        return self.writer.counts if self.writer is not None else Counts()
+        return self.writer.counts
 
     async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
         settings = self.options.api
         control = self.control
-        self.requested = len(image_ids)
-        writer = self.writer = Writer(
-            engine=self.engine,
-            lock=self._lock,
-            run_id=self.run_id,
-            dry_run=self.options.dry_run,
-            guard=DeletionGuard(len(image_ids), settings.base_url, self.options.max_deletes),
-            control=control,
-            on_warning=self.on_warning,
-        )
+        writer = self.writer
         queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
         factory = TransportFactory(settings)
         fetcher = ImageFetcher(
@@ -301,10 +301,7 @@ class _Run:
     def _missing_parents(self) -> list[str]:
         assert self.engine is not None
         with db.connect(self.engine) as connection:
-            try:
-                found, malformed = missing_parent_ids(connection)
-            except SQLAlchemyError as exc:
-                raise db.database_error(self.engine.url, exc) from None
+            found, malformed = missing_parent_ids(connection)
         if malformed and self.on_warning is not None:
             self.on_warning(
                 f"{malformed} parent_image_id value(s) are not UUIDs; those parents were skipped"
@@ -369,10 +366,7 @@ def _add_selection(
     if not isinstance(image_ids, RequestedIds):
         raise TypeError("a selection adds to RequestedIds")
     with db.connect(engine) as connection:
-        try:
-            image_ids.add_selected(selected_ids(connection, selection, now=_now()))
-        except SQLAlchemyError as exc:
-            raise db.database_error(engine.url, exc) from None
+        image_ids.add_selected(selected_ids(connection, selection, now=_now()))
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
