@@ -1,4 +1,5 @@
-"""The Autoenhance HTTP client: `GET /v3/images/{id}` with retries, backoff and pacing.
+"""The Autoenhance HTTP client: `GET /v3/images/{id}`, `GET /v3/orders/{id}` and the order
+listing `GET /v3/orders/`, with retries, backoff and pacing.
 
 Only read-only endpoints are ever called (spec §5): nothing here can change or buy anything.
 Requests go through a `Transport`, one per fetch worker: the lean keep-alive connection of
@@ -15,6 +16,7 @@ import random
 import re
 import ssl
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -31,7 +33,7 @@ from mirror.http11 import (
     Origin,
     RawResponse,
 )
-from mirror.outcomes import Failure
+from mirror.outcomes import Failure, FailureKind, Subject
 from mirror.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"autoenhance-mirror/{__version__} (+https://pypi.org/project/autoenhance-mirror/)"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_BODY_BYTES = 4 * 1024 * 1024  # an image record is ~1 KB; anything this big is not one
+# An order embeds all its images (hundreds of KB for a big one), a listing page 15 orders.
+MAX_ORDER_BODY_BYTES = 64 * 1024 * 1024
 RETRY_AFTER_CAP = 120.0  # seconds: a hostile Retry-After cannot stall a run for hours
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
@@ -73,12 +77,66 @@ class ApiSettings:
         return headers
 
 
+# Orders a listing page asks for: the most the API serves (api-notes §5).
+LISTING_PER_PAGE = 15
+# Oldest first: orders created while a listing is read land at its end, where it still
+# finds them (newest first would shift every page and repeat orders instead).
+LISTING_SORT = "date"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One resource to GET, and whose failure it is when it cannot be had."""
+
+    path: str
+    of: Subject
+    key: str | None = None  # the image ID or order ID; for a listing page its offset token
+
+    @property
+    def max_body(self) -> int:
+        return MAX_BODY_BYTES if self.of == "image" else MAX_ORDER_BODY_BYTES
+
+    @classmethod
+    def image(cls, image_id: str) -> Target:
+        return cls(f"/v3/images/{image_id}", "image", image_id)
+
+    @classmethod
+    def order(cls, order_id: str) -> Target:
+        # Order IDs are chosen by users: "/", "#", "?" and the like must not shape the path.
+        return cls(f"/v3/orders/{urllib.parse.quote(order_id, safe='')}", "order", order_id)
+
+    @classmethod
+    def listing_page(cls, offset: str | None) -> Target:
+        query = {"per_page": LISTING_PER_PAGE, "sort": LISTING_SORT}
+        if offset is not None:
+            query["offset"] = offset
+        return cls(f"/v3/orders/?{urllib.parse.urlencode(query)}", "listing", offset)
+
+    @property
+    def image_id(self) -> str | None:
+        return self.key if self.of == "image" else None
+
+    @property
+    def order_id(self) -> str | None:
+        return self.key if self.of == "order" else None
+
+    def failure(self, kind: FailureKind, message: str, status: int | None = None) -> Failure:
+        if self.of == "listing":
+            message = f"order listing page (offset {self.key or 'start'}): {message}"
+        return Failure(self.image_id, kind, message, status, order_id=self.order_id, of=self.of)
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A 200 response: the raw body, still to be parsed."""
 
-    image_id: str
+    target: Target
     body: bytes
+
+    @property
+    def image_id(self) -> str:
+        assert self.target.key is not None
+        return self.target.key
 
 
 FetchResult = Fetched | Failure  # a 200's body, or why not (after any retries)
@@ -87,7 +145,7 @@ FetchResult = Fetched | Failure  # a 200's body, or why not (after any retries)
 class Transport(Protocol):
     """Sends one GET at a time; raises `http11` errors or TimeoutError."""
 
-    async def get(self, path: str) -> RawResponse: ...
+    async def get(self, path: str, max_body: int = MAX_BODY_BYTES) -> RawResponse: ...
 
     async def aclose(self) -> None: ...
 
@@ -102,8 +160,8 @@ class Http11Transport:
             origin, ssl_context=ssl_context, connect_timeout=settings.effective_connect_timeout
         )
 
-    async def get(self, path: str) -> RawResponse:
-        return await self._connection.get(self._template.head(path), max_body=MAX_BODY_BYTES)
+    async def get(self, path: str, max_body: int = MAX_BODY_BYTES) -> RawResponse:
+        return await self._connection.get(self._template.head(path), max_body=max_body)
 
     async def aclose(self) -> None:
         self._connection.close()
@@ -115,20 +173,20 @@ class HttpxTransport:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def get(self, path: str) -> RawResponse:
+    async def get(self, path: str, max_body: int = MAX_BODY_BYTES) -> RawResponse:
         import httpx
 
         try:
             async with self._client.stream("GET", path) as response:
                 declared = response.headers.get("content-length", "")
-                if _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY_BYTES:
-                    raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                if _DIGITS.fullmatch(declared) and int(declared) > max_body:
+                    raise BodyTooLarge(f"body larger than {max_body} bytes")
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                    if size > max_body:
+                        raise BodyTooLarge(f"body larger than {max_body} bytes")
                     chunks.append(chunk)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return RawResponse(
@@ -222,8 +280,9 @@ class Reachability:
             )
 
 
-class ImageFetcher:
-    """GETs images with retries, backoff and the run's shared pacing."""
+class Fetcher:
+    """GETs images, orders and listing pages with retries, backoff and the run's shared
+    pacing; counts every request it sends (`requests`, retries included)."""
 
     def __init__(
         self,
@@ -239,13 +298,14 @@ class ImageFetcher:
         self._retries = retries
         self._timeout = timeout
         self._backoff_base = backoff_base
+        self.requests = 0
 
-    async def fetch(self, transport: Transport, image_id: str) -> FetchResult:
-        """GET the image, retrying what is retryable. Raises ApiKeyRejected on 401/403,
+    async def fetch(self, transport: Transport, target: Target) -> FetchResult:
+        """GET the target, retrying what is retryable. Raises ApiKeyRejected on 401/403,
         ApiUnreachable when the run's first attempts all failed to connect."""
         attempt = 0
         while True:
-            result, retry_after = await self._attempt(transport, image_id)
+            result, retry_after = await self._attempt(transport, target)
             if isinstance(result, Fetched) or retry_after is None or attempt >= self._retries:
                 return result
             attempt += 1
@@ -259,47 +319,48 @@ class ImageFetcher:
         return max(exponential / 2 + random.uniform(0, exponential / 2), retry_after)
 
     async def _attempt(
-        self, transport: Transport, image_id: str
+        self, transport: Transport, target: Target
     ) -> tuple[FetchResult, float | None]:
         """One request. Returns the result and, when it may be retried, the minimum wait."""
         await self._limiter.acquire()
+        self.requests += 1
         try:
             async with asyncio.timeout(self._timeout):
-                response = await transport.get(f"/v3/images/{image_id}")
+                response = await transport.get(target.path, target.max_body)
         except TimeoutError:
-            return Failure(image_id, "timeout", f"no response within {self._timeout:g} s"), 0.0
+            return target.failure("timeout", f"no response within {self._timeout:g} s"), 0.0
         except ConnectFailed as exc:
             if self._reachability is not None:
                 self._reachability.connect_failed(str(exc))
-            return Failure(image_id, "connection", str(exc)), 0.0
+            return target.failure("connection", str(exc)), 0.0
         except BodyTooLarge as exc:
             self._answered()
-            return Failure(image_id, "invalid_payload", str(exc), 200), None
+            return target.failure("invalid_payload", str(exc), 200), None
         except HttpError as exc:
             self._answered()
-            return Failure(image_id, "connection", f"connection lost: {exc}"), 0.0
+            return target.failure("connection", f"connection lost: {exc}"), 0.0
         self._answered()
-        return _interpret(image_id, response)
+        return _interpret(target, response)
 
     def _answered(self) -> None:
         if self._reachability is not None:
             self._reachability.answered = True
 
 
-def _interpret(image_id: str, response: RawResponse) -> tuple[FetchResult, float | None]:
+def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, float | None]:
     status = response.status
     if status == 200:
-        return Fetched(image_id, response.body), None
+        return Fetched(target, response.body), None
     if status in (401, 403):
         raise ApiKeyRejected(
             f"the API rejected the request with HTTP {status}: the API key is missing, "
             "wrong or revoked; check --api-key / AUTOENHANCE_API_KEY"
         )
     if status == 404:
-        return Failure(image_id, "not_found", "HTTP 404", status), None
+        return target.failure("not_found", "HTTP 404", status), None
     retry_after = _retry_after(response.headers) if status in RETRYABLE_STATUS else None
     message = f"HTTP {status} {response.reason}".strip()
-    return Failure(image_id, "http_error", message, status), retry_after
+    return target.failure("http_error", message, status), retry_after
 
 
 def _retry_after(headers: dict[str, str]) -> float:

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -136,6 +136,24 @@ def cli() -> None:
     metavar="FILE",
     help="File with one image ID a line (# starts a comment, blank lines skipped); - for stdin.",
 )
+@click.option(
+    "--order",
+    "order_ids",
+    multiple=True,
+    metavar="ORDER_ID",
+    help="Mirror this order and every image it embeds (repeatable; no API key needed).",
+)
+@click.option(
+    "--orders-from-file",
+    metavar="FILE",
+    help="File with one order ID a line (a line starting with # is a comment); - for stdin.",
+)
+@click.option(
+    "--all",
+    "all_orders",
+    is_flag=True,
+    help="Mirror every order of the account and every image they embed; needs the API key.",
+)
 @database_url_option
 @click.option(
     "--api-key",
@@ -240,6 +258,9 @@ def sync(
     ctx: click.Context,
     image_ids: tuple[str, ...],
     from_file: str | None,
+    order_ids: tuple[str, ...],
+    orders_from_file: str | None,
+    all_orders: bool,
     database_url: str,
     api_key: str | None,
     base_url: str,
@@ -257,18 +278,24 @@ def sync(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Fetch the listed images, and those selected from the mirror, and upsert them.
+    """Fetch orders (with their images) and images, and upsert them; each once.
 
-    The schema is created or migrated on the first run. Exit codes: 0 all mirrored, 1 some
-    failed, 2 bad input, 3 fatal (key rejected, API or database unreachable, implausibly many
-    deletions), 75 another sync (or SQLite writer) holds the database, 130 interrupted.
+    Sources combine: image IDs (arguments, --from-file), orders (--order, --orders-from-file),
+    the whole account (--all), and images selected from the mirror (--unfinished,
+    --older-than, --with-parents). Orders come first, then single images. The schema is
+    created or migrated on the first run. Exit codes: 0 all mirrored, 1 some failed, 2 bad
+    input, 3 fatal (key rejected, API or database unreachable, implausibly many deletions, a
+    listing that never ends), 75 another sync (or SQLite writer) holds the database, 130
+    interrupted.
 
     \b
     Example:
-        autoenhance-mirror sync 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5 --from-file ids.txt
+        autoenhance-mirror sync --all
+        autoenhance-mirror sync --unfinished
+        autoenhance-mirror sync 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5 --order ORDER_ID
     """
     from mirror.api import ApiSettings
-    from mirror.ids import IdSource, collect_ids
+    from mirror.ids import IdSource, collect_ids, collect_order_ids
     from mirror.selections import Selection, parse_duration
     from mirror.sync import SyncOptions
 
@@ -277,14 +304,32 @@ def sync(
         unfinished=unfinished,
         older_than=parse_duration(older_than) if older_than is not None else None,
     )
-    if not image_ids and from_file is None and not selection and not with_parents:
+    orders_given = bool(order_ids) or orders_from_file is not None or all_orders
+    images_given = bool(image_ids) or from_file is not None or bool(selection) or with_parents
+    if not orders_given and not images_given:
         raise click.UsageError(
-            "give image IDs as arguments or with --from-file FILE, or select images with "
-            "--unfinished, --older-than DURATION or --with-parents"
+            "nothing to sync: give image IDs (arguments, --from-file FILE), orders (--order "
+            "ORDER_ID, --orders-from-file FILE), --all for the whole account, or select "
+            "images with --unfinished, --older-than DURATION or --with-parents"
+        )
+    if from_file == "-" and orders_from_file == "-":
+        raise InputError("--from-file - and --orders-from-file - cannot both read stdin")
+    if all_orders and not api_key:
+        raise InputError(
+            "--all lists the account's orders, which needs the API key: give --api-key or "
+            "set AUTOENHANCE_API_KEY (nothing was fetched or written)"
         )
     base_url = check_base_url(base_url)
     check_header_value("--api-key", api_key, secret=True)
     check_header_value("--api-version", api_version)
+    orders = collect_order_ids(
+        IdSource(
+            arguments=order_ids,
+            file_name=orders_from_file,
+            argument_label="--order",
+            option="--orders-from-file",
+        )
+    )
     ids = collect_ids(IdSource(arguments=image_ids, file_name=from_file))
     engine = open_engine(ctx, database_url, api_key)
     options = SyncOptions(
@@ -302,9 +347,16 @@ def sync(
         max_deletes=max_deletes,
         selection=selection,
         with_parents=with_parents,
+        all_orders=all_orders,
     )
     summary = _run_sync(
-        engine, ids, options, ctx.meta["redact"], quiet=quiet, show_progress=not as_json
+        engine,
+        ids,
+        options,
+        ctx.meta["redact"],
+        order_ids=orders,
+        quiet=quiet,
+        show_progress=not as_json,
     )
     _print_summary(summary, quiet=quiet, as_json=as_json)
     ctx.exit(0 if summary.status == "succeeded" else 1)
@@ -316,6 +368,7 @@ def _run_sync(
     options: SyncOptions,
     redact: Redactor,
     *,
+    order_ids: Sequence[str] = (),
     quiet: bool,
     show_progress: bool,
 ) -> SyncSummary:
@@ -330,6 +383,7 @@ def _run_sync(
         return sync_images(
             engine=engine,
             image_ids=ids,
+            order_ids=order_ids,
             options=options,
             redact=redact,
             on_start=progress.start,
@@ -374,14 +428,15 @@ def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
         report["failures"] = [asdict(f) for f in summary.failures]
         report["failures_left_out"] = max(0, left_out)
         if summary.dry_run:
-            report["changes"] = [{"image_id": i, "change": c} for i, c in summary.changes]
+            report["changes"] = [{f"{c.of}_id": c.key, "change": c.change} for c in summary.changes]
             report["changes_left_out"] = summary.changes_left_out
         click.echo(json.dumps(report))
     else:
         click.echo(summary.line())
         if summary.dry_run:
-            for image_id, change in summary.changes:
-                click.echo(f"  would be {change}: {image_id}")
+            for c in summary.changes:
+                what = c.key if c.of == "image" else f"order {c.key}"
+                click.echo(f"  would be {c.change}: {what}")
             if summary.changes_left_out:
                 click.echo(f"  … and {summary.changes_left_out} more")
     failed = summary.counts.failed + summary.counts.not_found
@@ -391,7 +446,7 @@ def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
 def _echo_failures(shown: list[Failure], total: int) -> None:
     for failure in shown:
         status = f" (HTTP {failure.http_status})" if failure.http_status else ""
-        click.echo(f"  {failure.kind}: {failure.image_id}{status}: {failure.message}", err=True)
+        click.echo(f"  {failure.kind}: {failure.subject}{status}: {failure.message}", err=True)
     if total > len(shown):
         more = total - len(shown)
         click.echo(f"  … and {more} more (see the sync_failures table)", err=True)
@@ -496,6 +551,8 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
                     "database": ctx.meta["masked_url"],
                     "images_by_status": {str(k): n for k, n in report.by_status},
                     "deleted": report.deleted,
+                    "orders_by_status": {str(k): n for k, n in report.orders_by_status},
+                    "orders_deleted": report.orders_deleted,
                     "runs": report.last_runs,
                     "last_run_failures": report.last_run_failures,
                     "last_run_failures_left_out": report.last_run_failures_left_out,
@@ -507,18 +564,33 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     click.echo(f"mirror at {ctx.meta['masked_url']}")
     click.echo(format_counts("images by status", report.by_status))
     click.echo(f"deleted upstream: {report.deleted}")
+    orders = sum(n for _, n in report.orders_by_status)
+    click.echo(f"orders {orders} ({report.orders_deleted} deleted upstream)")
+    if report.orders_by_status:
+        click.echo(format_counts("orders by status", report.orders_by_status))
     click.echo("last runs")
     for run in report.last_runs:
-        click.echo(
+        line = (
             f"  run {run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S}  {run['status']:<11} "
             f"requested {run['requested']}, new {run['inserted']}, changed {run['updated']}, "
             f"unchanged {run['unchanged']}, deleted {run['deleted']}, "
             f"not found {run['not_found']}, failed {run['failed']}"
         )
+        if run["orders_requested"]:
+            line += (
+                f"; orders {run['orders_requested']}: new {run['orders_inserted']}, "
+                f"changed {run['orders_updated']}, unchanged {run['orders_unchanged']}, "
+                f"deleted {run['orders_deleted']}, not found {run['orders_not_found']}, "
+                f"failed {run['orders_failed']}; {run['api_requests']} requests"
+            )
+        click.echo(line)
     if report.last_run_failures:
         click.echo("failures of the last run")
         for f in report.last_run_failures:
-            click.echo(f"  {f['kind']}: {f['image_id']}: {f['message']}")
+            subject = f["image_id"] or (
+                f"order {f['order_id']}" if f["order_id"] else "order listing"
+            )
+            click.echo(f"  {f['kind']}: {subject}: {f['message']}")
         if report.last_run_failures_left_out:
             more = report.last_run_failures_left_out
             click.echo(f"  … and {more} more (see the sync_failures table)")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #
 # The revisions of migrations/versions, oldest first (tests check this against Alembic's own
 # reading of the directory, so a new migration cannot be forgotten here).
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write lock
@@ -263,6 +263,8 @@ def _atomic_ddl(connection: Connection) -> Iterator[None]:
     PostgreSQL's DDL is transactional already. Python's sqlite3 driver commits before each
     CREATE/ALTER on its own, so an interrupted first run could leave tables without an
     Alembic stamp; here the driver is told to keep out and one real transaction wraps it all.
+    Foreign keys are off meanwhile and checked before the commit, as SQLite's own recipe for
+    rebuilding a table asks (batch migrations drop and re-create tables others refer to).
     """
     if connection.dialect.name != "sqlite":
         yield
@@ -272,15 +274,20 @@ def _atomic_ddl(connection: Connection) -> Iterator[None]:
     raw: Any = connection.connection.driver_connection
     saved = raw.isolation_level
     raw.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
     try:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+            if broken is not None:
+                raise RuntimeError(f"the migration broke a foreign key: {tuple(broken)}")
         except BaseException:
             connection.rollback()
             raise
         connection.commit()
     finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         raw.isolation_level = saved
 
 

@@ -7,6 +7,7 @@
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
+    │   ├── ListingRunaway          the order listing repeats a page token or never ends
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
     │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
     ├── LockHeld                75: another sync holds the database's lock
@@ -50,6 +51,10 @@ class SchemaMismatch(FatalError):
 
 
 class TooManyDeletions(FatalError):
+    pass
+
+
+class ListingRunaway(FatalError):
     pass
 
 

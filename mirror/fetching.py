@@ -1,4 +1,5 @@
-"""The fetch stage: workers that take image IDs from a shared source and fetch each once.
+"""The fetch stage: workers that take targets (images, orders) from a shared source and fetch
+each once.
 
 Each worker owns one transport (one keep-alive connection). Requests run as tasks of their
 own, so a signal or a fatal error (`RunControl`) cancels those in flight without losing what
@@ -10,38 +11,51 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 
-from mirror.api import FetchResult, ImageFetcher, Transport
+from mirror.api import Fetcher, FetchResult, Target, Transport
 from mirror.control import RunControl
 from mirror.errors import MirrorError
 
 
 async def fetch_worker(
     *,
-    work: Iterator[str],
-    fetcher: ImageFetcher,
+    work: Iterator[Target],
+    fetcher: Fetcher,
     transport: Transport,
     control: RunControl,
     deliver: Callable[[FetchResult], Awaitable[None]],
 ) -> None:
-    """Fetch image IDs from `work` until it is empty or the run stops; `deliver` each result.
+    """Fetch targets from `work` until it is empty or the run stops; `deliver` each result.
 
     A MirrorError from the fetcher (a rejected key, an unreachable API) stops the whole run.
     """
-    for image_id in work:
-        if control.stopping:
+    for target in work:
+        result = await fetch_one(target, fetcher=fetcher, transport=transport, control=control)
+        if result is None:
             return
-        request = asyncio.ensure_future(fetcher.fetch(transport, image_id))
-        control.track(request)
-        try:
-            await asyncio.wait({request})
-        finally:
-            control.untrack(request)
-        if request.cancelled():
-            return
-        error = request.exception()
-        if isinstance(error, MirrorError):
-            control.abort(error)
-            return
-        if error is not None:
-            raise error
-        await deliver(request.result())
+        await deliver(result)
+
+
+async def fetch_one(
+    target: Target, *, fetcher: Fetcher, transport: Transport, control: RunControl
+) -> FetchResult | None:
+    """Fetch one target in the run's way (cancelled by a stop); None when the run stopped.
+
+    For the listing, whose pages are fetched one after another by a single task.
+    """
+    if control.stopping:
+        return None
+    request = asyncio.ensure_future(fetcher.fetch(transport, target))
+    control.track(request)
+    try:
+        await asyncio.wait({request})
+    finally:
+        control.untrack(request)
+    if request.cancelled():
+        return None
+    error = request.exception()
+    if isinstance(error, MirrorError):
+        control.abort(error)
+        return None
+    if error is not None:
+        raise error
+    return request.result()

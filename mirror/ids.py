@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import IO, BinaryIO
@@ -26,10 +26,13 @@ _BOM = "\ufeff"
 
 @dataclass(frozen=True)
 class IdSource:
-    """Where IDs come from: command-line arguments, and a file path (`-` is standard input)."""
+    """Where IDs come from: command-line arguments, and a file path (`-` is standard input),
+    named in errors as `argument_label N` and `option`."""
 
     arguments: tuple[str, ...] = ()
     file_name: str | None = None
+    argument_label: str = "argument"
+    option: str = "--from-file"
 
 
 MAX_ORDER_ID_LENGTH = 200
@@ -133,36 +136,76 @@ def collect_ids(source: IdSource) -> RequestedIds:
     return RequestedIds(spool, len(unique), unique)
 
 
-def _entries(source: IdSource) -> Iterator[tuple[str, str]]:
+def collect_order_ids(source: IdSource) -> list[str]:
+    """Validate every requested order ID (spec §7) before anything is fetched: the unique
+    IDs in first-seen order. In the file a line starting with `#` is a comment, and so is
+    anything after whitespace and a `#` (an order ID may hold `#`, never whitespace).
+    Raises InputError naming every bad value and where it came from."""
+    unique: dict[str, None] = {}
+    errors: list[str] = []
+    for where, raw in _entries(source, _order_line):
+        order_id = canonical_order_id(raw)
+        if order_id is None:
+            errors.append(f"{where}: {_quoted(raw)} is not an order ID")
+        else:
+            unique.setdefault(order_id, None)
+    if errors:
+        shown = errors[:MAX_ERRORS_SHOWN]
+        more = len(errors) - len(shown)
+        lines = "\n".join(f"  {e}" for e in shown) + (f"\n  … and {more} more" if more else "")
+        raise InputError(
+            f"{len(errors)} invalid order ID{'s' if len(errors) != 1 else ''} (1 to "
+            f"{MAX_ORDER_ID_LENGTH} characters, no whitespace or control characters); "
+            f"nothing was fetched or written:\n{lines}"
+        )
+    return list(unique)
+
+
+def _image_line(text: str) -> str:
+    return text.split("#", 1)[0].strip()
+
+
+def _order_line(text: str) -> str:
+    text = text.strip()
+    if text.startswith("#"):
+        return ""
+    return re.split(r"\s+#", text, maxsplit=1)[0].strip()
+
+
+def _entries(
+    source: IdSource, value_of: Callable[[str], str] = _image_line
+) -> Iterator[tuple[str, str]]:
     for number, value in enumerate(source.arguments, start=1):
-        yield f"argument {number}", value.strip()
+        yield f"{source.argument_label} {number}", value.strip()
     if source.file_name is None:
         return
     name = "<stdin>" if source.file_name == "-" else source.file_name
-    with _open(source.file_name) as file:
+    with _open(source.file_name, source.option) as file:
         try:
             for number, line in enumerate(file, start=1):
                 text = _decode(line, name, number)
                 if number == 1:
                     text = text.removeprefix(_BOM)
-                value = text.split("#", 1)[0].strip()
+                value = value_of(text)
                 if value:
                     yield f"{name}:{number}", value
         except OSError as exc:
-            raise InputError(f"--from-file {name}: cannot read it: {exc.strerror or exc}") from None
+            raise InputError(
+                f"{source.option} {name}: cannot read it: {exc.strerror or exc}"
+            ) from None
 
 
-def _open(file_name: str) -> AbstractContextManager[IO[bytes]]:
+def _open(file_name: str, option: str) -> AbstractContextManager[IO[bytes]]:
     if file_name == "-":
         stdin = sys.stdin.buffer if sys.stdin is not None else None
         if stdin is None or stdin.closed:
-            raise InputError("--from-file -: standard input is closed; nothing to read")
+            raise InputError(f"{option} -: standard input is closed; nothing to read")
         return nullcontext(stdin)  # read, not closed: it is not ours
     try:
         return open(file_name, "rb")
     except OSError as exc:
         raise InputError(
-            f"--from-file {file_name}: cannot open it: {exc.strerror or exc}; "
+            f"{option} {file_name}: cannot open it: {exc.strerror or exc}; "
             "nothing was fetched or written"
         ) from None
 

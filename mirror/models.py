@@ -1,4 +1,4 @@
-"""The mirror's tables: `images`, `sync_runs`, `sync_failures` (spec §4).
+"""The mirror's tables: `images`, `orders`, `sync_runs`, `sync_failures` (spec §4, §7).
 
 Column names of `images` are the API's field names, so SQL reads like the API docs.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -72,6 +72,14 @@ def _count() -> Any:
     return Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
 
 
+def _added_count() -> Any:
+    """A count added to an existing table: past rows read 0."""
+    return Field(
+        default=0,
+        sa_column=Column(Integer, nullable=False, default=0, server_default=text("0")),
+    )
+
+
 def _timestamp(*, nullable: bool) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime, nullable=nullable))
 
@@ -120,6 +128,34 @@ class Image(SQLModel, table=True):
     deleted_at: datetime | None = _timestamp(nullable=True)
 
 
+class Order(SQLModel, table=True):
+    """One row per order: the latest state the API reported (its images are `images` rows
+    whose order_id is this one), plus the same bookkeeping as images."""
+
+    __tablename__ = "orders"
+
+    # Opaque text chosen by the API's users: not always a UUID.
+    order_id: str = Field(sa_column=Column(Text, primary_key=True))
+    name: str | None = _text()
+    status: str | None = _text(index=True)
+    created_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True, index=True)
+    )
+    last_updated_at: datetime | None = _timestamp(nullable=True)
+    is_deleted: bool | None = _bool()
+    is_merging: bool | None = _bool()
+    is_processing: bool | None = _bool()
+    total_images: int | None = _bigint()
+    default_image_sort_order: str | None = _text()
+    extra: Any = Field(default=None, sa_column=Column(JSONDocument, nullable=False))
+
+    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+    first_synced_at: datetime = _timestamp(nullable=False)
+    last_synced_at: datetime = _timestamp(nullable=False)
+    last_changed_at: datetime = _timestamp(nullable=False)
+    deleted_at: datetime | None = _timestamp(nullable=True)
+
+
 class SyncRun(SQLModel, table=True):
     """One row per `sync`, created as `running` and closed with its counts."""
 
@@ -137,6 +173,15 @@ class SyncRun(SQLModel, table=True):
     deleted: int = _count()
     not_found: int = _count()
     failed: int = _count()
+    # Orders, counted like images; every request sent, retries and listing pages included.
+    orders_requested: int = _added_count()
+    orders_inserted: int = _added_count()
+    orders_updated: int = _added_count()
+    orders_unchanged: int = _added_count()
+    orders_deleted: int = _added_count()
+    orders_not_found: int = _added_count()
+    orders_failed: int = _added_count()
+    api_requests: int = _added_count()
     error: str | None = _text()
     # Who runs it, so a second sync can say who holds the lock.
     pid: int | None = Field(default=None, sa_column=Column(Integer))
@@ -144,7 +189,7 @@ class SyncRun(SQLModel, table=True):
 
 
 class SyncFailure(SQLModel, table=True):
-    """One row per image that a run could not mirror."""
+    """One row per image, order or listing page that a run could not mirror."""
 
     __tablename__ = "sync_failures"
 
@@ -152,7 +197,9 @@ class SyncFailure(SQLModel, table=True):
     run_id: int = Field(
         sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=False, index=True)
     )
-    image_id: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    # NULL for an order's or a listing page's failure (spec §7)
+    image_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    order_id: str | None = _text(index=True)
     # not_found, http_error, timeout, connection, invalid_payload
     kind: str = Field(sa_column=Column(Text, nullable=False))
     http_status: int | None = Field(default=None, sa_column=Column(Integer))
@@ -161,5 +208,6 @@ class SyncFailure(SQLModel, table=True):
 
 
 images_table = Image.__table__  # type: ignore[attr-defined]
+orders_table = Order.__table__  # type: ignore[attr-defined]
 sync_runs_table = SyncRun.__table__  # type: ignore[attr-defined]
 sync_failures_table = SyncFailure.__table__  # type: ignore[attr-defined]

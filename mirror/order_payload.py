@@ -103,6 +103,54 @@ def order_to_row(body: Any, *, requested_id: str | None) -> OrderRow:
     return OrderRow(order_id=order_id, columns=columns, images=images, warnings=warnings)
 
 
+@dataclass
+class ListedOrderFailure:
+    """A listed order that cannot be mapped (its ID is None when the body names none)."""
+
+    order_id: str | None
+    message: str
+
+
+@dataclass
+class ListingPage:
+    """One page of `GET /v3/orders/`: its orders (bodies still to map, with `listed_order`,
+    so the next page can be asked for first), and the next page's token (None: the last)."""
+
+    orders: list[Any]
+    next_offset: str | None
+
+
+def listing_page(body: Any) -> ListingPage:
+    """Read a parsed listing page. Raises InvalidPayload when it is not a page at all (the
+    listing cannot go on)."""
+    if not isinstance(body, dict):
+        raise InvalidPayload(f"listing page is a JSON {json_type(body)}, not an object")
+    listed = body.get("orders")
+    if not isinstance(listed, list):
+        raise InvalidPayload("listing page has no array of orders")
+    pagination = body.get("pagination")
+    token: Any = pagination.get("next_offset") if isinstance(pagination, dict) else None
+    if isinstance(token, int) and not isinstance(token, bool):
+        token = str(token)  # documented as an opaque string; a number is taken as its text
+    if token is not None and not isinstance(token, str):
+        raise InvalidPayload(f"next_offset {shorten(json.dumps(token))} is not a token")
+    # An empty page ends the listing too, whatever its token says (api-notes §5).
+    return ListingPage(listed, (token or None) if listed else None)
+
+
+def listed_order(body: Any) -> OrderRow | ListedOrderFailure:
+    """One order of a listing page; a malformed one fails alone."""
+    try:
+        return order_to_row(body, requested_id=None)
+    except InvalidPayload as exc:
+        raw_id = body.get("order_id") if isinstance(body, dict) else None
+        return ListedOrderFailure(raw_id if isinstance(raw_id, str) else None, str(exc))
+    except Exception as exc:  # a body nobody foresaw must fail its order, not the run
+        return ListedOrderFailure(
+            None, f"order cannot be mapped: {type(exc).__name__}: {exc}"[:300]
+        )
+
+
 def _embedded(image: Any, order_id: str) -> ImageRow | EmbeddedFailure:
     """An embedded image, mapped as if fetched alone. One without an order_id (absent or
     null) belongs to the order that embeds it: filled in before hashing, so that fetching

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from mirror.models import images_table, sync_failures_table, sync_runs_table
+from mirror.models import images_table, orders_table, sync_failures_table, sync_runs_table
 
 
 @dataclass
@@ -15,6 +15,8 @@ class Report:
     by_status: list[tuple[str | None, int]]
     by_scene: list[tuple[str | None, int]]
     deleted: int
+    orders_by_status: list[tuple[str | None, int]]
+    orders_deleted: int
     last_runs: list[dict[str, Any]]
     last_run_failures: list[dict[str, Any]]  # the first `failures_shown`
     last_run_failures_left_out: int = 0
@@ -24,18 +26,21 @@ def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> 
     images = images_table.c
     with engine.connect() as connection:
 
-        def counts_by(column: Any) -> list[tuple[str | None, int]]:
+        def counts_by(column: Any, deleted_at: Any = images.deleted_at) -> list[Any]:
             query = (
                 select(column, func.count())
-                .where(images.deleted_at.is_(None))
+                .where(deleted_at.is_(None))
                 .group_by(column)
                 .order_by(func.count().desc(), column)
             )
             return [(value, int(n)) for value, n in connection.execute(query)]
 
-        deleted = connection.execute(
-            select(func.count()).where(images.deleted_at.is_not(None))
-        ).scalar_one()
+        def deleted(deleted_at: Any) -> int:
+            return int(
+                connection.execute(select(func.count()).where(deleted_at.is_not(None))).scalar_one()
+            )
+
+        orders = orders_table.c
         run_rows = connection.execute(
             select(sync_runs_table).order_by(sync_runs_table.c.id.desc()).limit(runs)
         ).mappings()
@@ -48,7 +53,7 @@ def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> 
             failures = [
                 dict(row)
                 for row in connection.execute(
-                    select(f.image_id, f.kind, f.http_status, f.message)
+                    select(f.image_id, f.order_id, f.kind, f.http_status, f.message)
                     .where(last)
                     .order_by(f.id)
                     .limit(failures_shown)
@@ -58,7 +63,9 @@ def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> 
         return Report(
             by_status=counts_by(images.status),
             by_scene=counts_by(images.scene),
-            deleted=int(deleted),
+            deleted=deleted(images.deleted_at),
+            orders_by_status=counts_by(orders.status, orders.deleted_at),
+            orders_deleted=deleted(orders.deleted_at),
             last_runs=last_runs,
             last_run_failures=failures,
             last_run_failures_left_out=int(failure_count) - len(failures),

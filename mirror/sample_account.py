@@ -46,6 +46,7 @@ class SampleAccount:
         self.orders: dict[str, SampleOrder] = {}
         self._order_of: dict[str, str] = {}  # image_id → order_id
         self._sorted: dict[str, list[str]] = {}  # sort → order IDs, rebuilt after a change
+        self.gone: set[str] = set()  # images deleted with their order: 404 by ID
 
     @classmethod
     def generate(cls, images: int, *, seed: int = 2026, max_per_order: int = 20) -> SampleAccount:
@@ -86,6 +87,7 @@ class SampleAccount:
         order = self.orders.pop(order_id)
         for image_id in order.image_ids:
             self._order_of.pop(image_id, None)
+            self.gone.add(image_id)
         self._sorted.clear()
         return order.image_ids
 
@@ -93,6 +95,7 @@ class SampleAccount:
         self._place(image_id.lower(), to_order_id)
 
     def _place(self, image_id: str, order_id: str) -> None:
+        self.gone.discard(image_id)
         previous = self._order_of.get(image_id)
         if previous is not None:
             self.orders[previous].image_ids.remove(image_id)

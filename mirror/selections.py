@@ -16,7 +16,7 @@ from sqlalchemy import Connection, exists, func, or_, select
 
 from mirror.errors import InputError
 from mirror.ids import canonical_id
-from mirror.models import images_table
+from mirror.models import images_table, orders_table
 
 # Statuses after which the API changes an image no more (api-notes §7); NULL is unfinished.
 FINISHED_STATUSES = ("processed", "error", "expired")
@@ -93,3 +93,11 @@ def missing_parent_ids(connection: Connection) -> tuple[list[str], int]:
         else:
             found.add(image_id)
     return sorted(found), malformed
+
+
+def mirrored_order_ids(connection: Connection) -> list[str]:
+    """Every mirrored order not marked deleted (for the listing's reconciliation: those the
+    listing did not return are fetched by ID)."""
+    orders = orders_table.c
+    query = select(orders.order_id).where(orders.deleted_at.is_(None)).order_by(orders.order_id)
+    return [str(order_id) for (order_id,) in connection.execute(query)]

@@ -448,7 +448,7 @@ class StandIn:
         if fault.status is not None and fault.status != 200:
             extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return fault.status, _error_body(fault.status), extra_headers, True
-        if image_id in state.missing:
+        if image_id in state.missing or (state.account and image_id in state.account.gone):
             return 404, _error_body(404), {}, True
         if fault.body is not None:
             body = fault.body.encode() if isinstance(fault.body, str) else fault.body

@@ -1,4 +1,5 @@
-"""Writes: batched image upserts with change detection, run rows and failure rows.
+"""Writes: batched image (and, through `order_store`, order) upserts with change detection,
+run rows and failure rows.
 
 Each batch is one transaction, so a killed process leaves every row as it was or fully updated.
 """
@@ -10,7 +11,7 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,30 +22,10 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
-from mirror.outcomes import Failure, Missing, RunStatus
+from mirror.order_payload import OrderRow
+from mirror.order_store import apply_orders, mark_orders_deleted
+from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
-
-
-@dataclass
-class Counts:
-    """Per-run tallies; `requested` minus the rest is what was never tried."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    not_found: int = 0
-    failed: int = 0
-
-    def add(self, other: Counts) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def total(self) -> int:
-        return sum(getattr(self, f.name) for f in fields(self))
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -53,10 +34,18 @@ class Batch:
 
     rows: list[ImageRow]
     missing: list[Missing]  # answered 404
-    failures: list[Failure]
+    failures: list[Failure]  # of images, orders and listing pages
+    orders: list[OrderRow] = field(default_factory=list)
+    missing_orders: list[MissingOrder] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.missing) + len(self.failures)
+        return (
+            len(self.rows)
+            + len(self.missing)
+            + len(self.failures)
+            + len(self.orders)
+            + len(self.missing_orders)
+        )
 
 
 def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
@@ -118,6 +107,9 @@ def finish_run(
     counts: Counts,
     now: datetime,
     requested: int | None = None,
+    order_counts: OrderCounts | None = None,
+    orders_requested: int | None = None,
+    api_requests: int | None = None,
     error: str | None = None,
     busy_timeout: float | None = None,
 ) -> None:
@@ -134,7 +126,10 @@ def finish_run(
                 finished_at=now,
                 error=error,
                 **counts.as_dict(),
+                **({} if order_counts is None else order_counts.as_dict()),
                 **({} if requested is None else {"requested": requested}),
+                **({} if orders_requested is None else {"orders_requested": orders_requested}),
+                **({} if api_requests is None else {"api_requests": api_requests}),
             )
         )
         if busy_timeout is not None and connection.dialect.name == "sqlite":
@@ -146,17 +141,24 @@ class Stored:
     """What writing a batch did (in a dry run: would do)."""
 
     counts: Counts = field(default_factory=Counts)
+    order_counts: OrderCounts = field(default_factory=OrderCounts)
     failures: list[Failure] = field(default_factory=list)
     # Mirrored images that answered 404. They are neither written nor counted here: the run
     # marks them with `mark_deleted` once its deletion guard has agreed.
     to_delete: list[str] = field(default_factory=list)
-    # Dry runs only: (image_id, "new" or "changed") for what a real run would write.
-    changes: list[tuple[str, str]] = field(default_factory=list)
+    orders_to_delete: list[str] = field(default_factory=list)  # likewise, orders
+    # Mirrored images to fetch by ID: their order no longer embeds them, or answered 404.
+    recheck: list[str] = field(default_factory=list)
+    # Dry runs only: what a real run would write, image by image and order by order.
+    changes: list[Change] = field(default_factory=list)
 
     def add(self, other: Stored) -> None:
         self.counts.add(other.counts)
+        self.order_counts.add(other.order_counts)
         self.failures.extend(other.failures)
         self.to_delete.extend(other.to_delete)
+        self.orders_to_delete.extend(other.orders_to_delete)
+        self.recheck.extend(other.recheck)
         self.changes.extend(other.changes)
 
 
@@ -175,16 +177,21 @@ def store_batch(
     singles = [Batch([row], [], []) for row in batch.rows]
     singles += [Batch([], [missing], []) for missing in batch.missing]
     singles += [Batch([], [], list(batch.failures))] if batch.failures else []
+    singles += [Batch([], [], [], [order]) for order in batch.orders]
+    singles += [Batch([], [], [], [], list(batch.missing_orders))] if batch.missing_orders else []
     for single in singles:
         try:
             one = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
         except (DataError, IntegrityError) as exc:
-            if not single.rows:
-                raise  # only an image's own values can be refused; anything else is ours
+            if not single.rows and not single.orders:
+                raise  # only an API's own values can be refused; anything else is ours
             reason = " ".join(str(exc.orig).split())[:200]
-            refused = Failure(
-                single.rows[0].image_id, "invalid_payload", f"the database refused it: {reason}"
-            )
+            message = f"the database refused it: {reason}"
+            if single.rows:
+                refused = Failure(single.rows[0].image_id, "invalid_payload", message)
+            else:
+                order_id = single.orders[0].order_id
+                refused = Failure(None, "invalid_payload", message, order_id=order_id, of="order")
             one = apply_batch(
                 engine, batch=Batch([], [], [refused]), run_id=run_id, now=now, dry_run=dry_run
             )
@@ -196,10 +203,22 @@ def compare_with_nothing(batch: Batch) -> Stored:
     """What a dry run reports where there is no mirror yet: every image is new, every 404 a
     not_found failure. Touches no database (a dry run creates nothing)."""
     failures = list(batch.failures) + [missing.not_found() for missing in batch.missing]
+    failures += [missing.not_found() for missing in batch.missing_orders]
     counts = Counts(
-        inserted=len(batch.rows), not_found=len(batch.missing), failed=len(batch.failures)
+        inserted=len(batch.rows), not_found=len(batch.missing), failed=_failed(batch, "image")
     )
-    return Stored(counts, failures, [], [(row.image_id, "new") for row in batch.rows])
+    order_counts = OrderCounts(
+        inserted=len(batch.orders),
+        not_found=len(batch.missing_orders),
+        failed=_failed(batch, "order"),
+    )
+    changes = [Change("order", order.order_id, "new") for order in batch.orders]
+    changes += [Change("image", row.image_id, "new") for row in batch.rows]
+    return Stored(counts, order_counts, failures, changes=changes)
+
+
+def _failed(batch: Batch, of: str) -> int:
+    return sum(1 for failure in batch.failures if failure.of == of)
 
 
 def apply_batch(
@@ -208,11 +227,20 @@ def apply_batch(
     """Upsert a batch in one transaction and add its counts to the run's row.
 
     404s of images never mirrored become failures; 404s of mirrored images are returned in
-    `to_delete`, unwritten. With `dry_run` only reads: the result says what would happen.
+    `to_delete`, unwritten. Orders first, the same way (`order_store`). With `dry_run` only
+    reads: the result says what would happen.
     """
     with engine.begin() as connection:
         sql = _statements(connection.dialect)
         stamp = sql.timestamp(now)
+        orders = apply_orders(
+            connection,
+            orders=batch.orders,
+            missing=batch.missing_orders,
+            now=now,
+            dry_run=dry_run,
+        )
+        orders.counts.failed = _failed(batch, "order")
         counts = Counts()
         # On PostgreSQL unchanged images (the usual case for a cron job) are found and
         # touched by one UPDATE ... RETURNING, and only the rest are looked up: a third
@@ -240,17 +268,27 @@ def apply_batch(
         # A 404 of an image already marked deleted changes nothing: it counts as deleted.
         to_delete = [i for i in missing_ids if i in known and not known[i][1]]
         counts.deleted = sum(1 for i in missing_ids if i in known and known[i][1])
-        failures = list(batch.failures) + [
+        failures = list(batch.failures) + orders.failures
+        failures += [
             missing.not_found() for missing in batch.missing if missing.image_id not in known
         ]
         counts.not_found = len(batch.missing) - len(to_delete) - counts.deleted
-        counts.failed = len(batch.failures)
-        if dry_run:  # what a real run would write, image by image
-            changes = [
-                (row.image_id, "new" if row.image_id not in known else "changed")
+        counts.failed = _failed(batch, "image")
+        stored = Stored(
+            counts,
+            orders.counts,
+            failures,
+            to_delete,
+            orders_to_delete=orders.to_delete,
+            recheck=orders.recheck,
+        )
+        if dry_run:  # what a real run would write, order by order and image by image
+            stored.changes = [Change("order", key, what) for key, what in orders.changes]
+            stored.changes += [
+                Change("image", row.image_id, "new" if row.image_id not in known else "changed")
                 for row in to_upsert
             ]
-            return Stored(counts, failures, to_delete, changes)
+            return stored
 
         if to_upsert:
             connection.exec_driver_sql(
@@ -262,24 +300,33 @@ def apply_batch(
         if failures and run_id is not None:
             _record_failures(connection, run_id, failures, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, counts)
-        return Stored(counts, failures, to_delete)
+            _add_to_run(connection, run_id, counts, orders.counts)
+        return stored
 
 
 def mark_deleted(
-    engine: Engine, *, image_ids: Sequence[str], run_id: int | None, now: datetime
-) -> Counts:
-    """Set `deleted_at` of mirrored images that answered 404, in one transaction with the
-    run's count: what `apply_batch` left in `to_delete` once the deletion guard agreed."""
-    counts = Counts(deleted=len(image_ids))
-    if not image_ids:
-        return counts
+    engine: Engine,
+    *,
+    image_ids: Sequence[str],
+    order_ids: Sequence[str] = (),
+    run_id: int | None,
+    now: datetime,
+) -> Stored:
+    """Set `deleted_at` of mirrored images and orders that answered 404, in one transaction
+    with the run's counts: what `apply_batch` held back once the deletion guard agreed."""
+    stored = Stored(Counts(deleted=len(image_ids)), OrderCounts(deleted=len(order_ids)))
+    if not image_ids and not order_ids:
+        return stored
     with engine.begin() as connection:
         sql = _statements(connection.dialect)
-        connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(image_ids, sql.timestamp(now)))
+        if image_ids:
+            stamp = sql.timestamp(now)
+            connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(image_ids, stamp))
+        if order_ids:
+            mark_orders_deleted(connection, order_ids, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, counts)
-    return counts
+            _add_to_run(connection, run_id, stored.counts, stored.order_counts)
+    return stored
 
 
 def _record_failures(
@@ -291,6 +338,7 @@ def _record_failures(
             {
                 "run_id": run_id,
                 "image_id": f.image_id,
+                "order_id": f.order_id,
                 "kind": f.kind,
                 "http_status": f.http_status,
                 "message": _storable(f.message),
@@ -427,9 +475,12 @@ def _storable(message: str) -> str:
     return escaped.replace("\x00", "\\x00")
 
 
-def _add_to_run(connection: Connection, run_id: int, counts: Counts) -> None:
+def _add_to_run(
+    connection: Connection, run_id: int, counts: Counts, order_counts: OrderCounts
+) -> None:
     """Keep the run's row current batch by batch, so an aborted run still tells what it did."""
     c = sync_runs_table.c
-    increments = {name: c[name] + value for name, value in counts.as_dict().items() if value}
+    tallies = counts.as_dict() | order_counts.as_dict()
+    increments = {name: c[name] + value for name, value in tallies.items() if value}
     if increments:
         connection.execute(update(sync_runs_table).where(c.id == run_id).values(increments))

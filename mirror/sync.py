@@ -15,7 +15,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,23 +27,25 @@ from mirror import db, store
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
+    Fetcher,
     FetchResult,
-    ImageFetcher,
     Reachability,
+    Target,
+    Transport,
     TransportFactory,
 )
-from mirror.classify import classify
+from mirror.classify import classify, classify_order, classify_page
 from mirror.config import Redactor
 from mirror.control import RunControl
-from mirror.errors import DatabaseBusy, Interrupted, MirrorError
-from mirror.fetching import fetch_worker
+from mirror.errors import DatabaseBusy, Interrupted, ListingRunaway, MirrorError
+from mirror.fetching import fetch_one, fetch_worker
 from mirror.ids import RequestedIds
 from mirror.lock import HeldLock, sync_lock
-from mirror.outcomes import Failure, Outcome, RunStatus
+from mirror.order_payload import EmbeddedFailure, ListedOrderFailure, OrderRow, listed_order
+from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
 from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
-from mirror.selections import Selection, missing_parent_ids, selected_ids
-from mirror.store import Counts
+from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
 # Recording the end of a run after a database failure: a few tries, not minutes of them.
@@ -55,6 +57,8 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 UNREACHABLE_AFTER = 3
 # --with-parents follows parent_image_id this many generations at most (restaged from restaged).
 MAX_PARENT_GENERATIONS = 10
+# A listing longer than this is taken for one that never ends (spec §7): 1.5 million orders.
+MAX_LISTING_PAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class SyncOptions:
     max_deletes: int | None = None  # None: the deletion guard's default rule
     selection: Selection = field(default_factory=Selection)  # images to refresh
     with_parents: bool = False  # then fetch the parents missing from the mirror too
+    all_orders: bool = False  # list every order of the account (`--all`; needs the key)
 
 
 @dataclass
@@ -76,9 +81,13 @@ class SyncSummary:
     counts: Counts
     dry_run: bool = False
     failures: list[Failure] = field(default_factory=list)
-    changes: list[tuple[str, str]] = field(default_factory=list)  # dry runs: (id, what)
+    changes: list[Change] = field(default_factory=list)  # dry runs: what would happen
     changes_left_out: int = 0  # beyond what the writer keeps
     seconds: float = 0.0  # from taking the lock to the last commit (start-up not included)
+    orders_requested: int = 0
+    order_counts: OrderCounts = field(default_factory=OrderCounts)
+    api_requests: int = 0
+    touched_orders: bool = False  # order sources were given: the line names the orders
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +95,9 @@ class SyncSummary:
             "status": self.status,
             "requested": self.requested,
             **self.counts.as_dict(),
+            "orders_requested": self.orders_requested,
+            **self.order_counts.as_dict(),
+            "api_requests": self.api_requests,
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
         }
@@ -94,11 +106,24 @@ class SyncSummary:
         c = self.counts
         verb = "dry run: would sync" if self.dry_run else "synced"
         noun = "image" if self.requested == 1 else "images"
+        source = ""
+        orders = ""
         tail = "" if self.run_id is None else f" (run {self.run_id})"
+        if self.touched_orders:
+            o = self.order_counts
+            source = (
+                f" from {self.orders_requested} order{'' if self.orders_requested == 1 else 's'}"
+            )
+            orders = (
+                f"; orders: {o.inserted} new, {o.updated} changed, {o.unchanged} unchanged, "
+                f"{o.deleted} deleted, {o.not_found} not found, {o.failed} failed"
+            )
+            run = "" if self.run_id is None else f", run {self.run_id}"
+            tail = f" ({self.api_requests} requests{run})"
         return (
-            f"{verb} {self.requested} {noun}: {c.inserted} new, {c.updated} changed, "
+            f"{verb} {self.requested} {noun}{source}: {c.inserted} new, {c.updated} changed, "
             f"{c.unchanged} unchanged, {c.deleted} deleted, {c.not_found} not found, "
-            f"{c.failed} failed{tail}"
+            f"{c.failed} failed{orders}{tail}"
         )
 
 
@@ -106,13 +131,26 @@ ProgressCallback = Callable[[int], None]
 WarningCallback = Callable[[str], None]
 
 
-def run_status(requested: int, counts: Counts) -> RunStatus:
-    """succeeded: nothing failed; failed: nothing could be mirrored; partial: in between."""
-    problems = counts.not_found + counts.failed
+def run_status(
+    requested: int,
+    counts: Counts,
+    *,
+    orders_requested: int = 0,
+    order_counts: OrderCounts | None = None,
+    listing_failures: int = 0,
+) -> RunStatus:
+    """succeeded: nothing failed; failed: nothing could be mirrored; partial: in between.
+    Orders count like images; a failed listing page leaves the run incomplete (partial)."""
+    order_counts = order_counts or OrderCounts()
+    problems = counts.not_found + counts.failed + listing_failures
+    problems += order_counts.not_found + order_counts.failed
     if problems == 0:
         return "succeeded"
     mirrored = counts.inserted + counts.updated + counts.unchanged + counts.deleted
-    return "failed" if requested and mirrored == 0 else "partial"
+    mirrored += order_counts.inserted + order_counts.updated + order_counts.unchanged
+    mirrored += order_counts.deleted
+    asked = requested + orders_requested + listing_failures
+    return "failed" if asked and mirrored == 0 else "partial"
 
 
 def sync_images(
@@ -121,16 +159,19 @@ def sync_images(
     image_ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,
+    order_ids: Sequence[str] = (),
     on_start: ProgressCallback | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> SyncSummary:
-    """Mirror `image_ids` (canonical, unique; iterated once) into the database behind `engine`.
+    """Mirror the orders (`order_ids`, and every order with `options.all_orders`) with the
+    images they embed, then `image_ids` (canonical, unique; iterated once) and the images
+    the options select, into the database behind `engine`; each image and order once.
 
     Migrates the schema first. A dry run takes no lock and creates nothing: against a missing
     or empty database everything is new. Raises FatalError subclasses for key rejection, an
-    unreachable API or database, the deletion guard, after committing what was fetched and
-    recording the run as failed.
+    unreachable API or database, the deletion guard, a runaway listing, after committing what
+    was fetched and recording the run as failed.
     """
     started = time.monotonic()
     if options.dry_run:
@@ -148,22 +189,23 @@ def sync_images(
         if options.selection and mirror_exists:
             _add_selection(engine, image_ids, options.selection)
         if on_start is not None:
-            on_start(len(image_ids))  # the number of images the run will try
+            on_start(len(image_ids))  # the images the run will try, as far as known yet
         run_id = None
         if not options.dry_run:
             run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
+        plan = _Plan(images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids))
         run = _Run(
             engine=engine if mirror_exists else None,
             lock=held,
             run_id=run_id,
             options=options,
-            requested=len(image_ids),
+            plan=plan,
             on_start=on_start,
             on_progress=on_progress,
             on_warning=on_warning,
         )
         try:
-            asyncio.run(run.execute(image_ids))
+            asyncio.run(run.execute(image_ids, order_ids))
         except MirrorError as exc:
             run.close("failed", error=redact(str(exc)))
             raise
@@ -173,26 +215,64 @@ def sync_images(
         if run.control.interrupted:
             run.close("interrupted", error="interrupted by a signal")
             raise Interrupted(
-                f"interrupted by a signal; {run.counts.total()} of {run.requested} images "
+                f"interrupted by a signal; {run.counts.total()} of {plan.images} images "
                 "were committed, the rest were never tried"
             )
-        status = run_status(run.requested, run.counts)
+        status = run.status()
         run.close(status)
+    writer = run.writer
     return SyncSummary(
         run_id=run_id,
         status=status,
-        requested=run.requested,
+        requested=plan.images,
         counts=run.counts,
         dry_run=options.dry_run,
-        failures=run.writer.failures,
-        changes=run.writer.changes,
-        changes_left_out=run.writer.changes_left_out,
+        failures=writer.failures,
+        changes=writer.changes,
+        changes_left_out=writer.changes_left_out,
         seconds=time.monotonic() - started,
+        orders_requested=plan.orders,
+        order_counts=writer.order_counts,
+        api_requests=run.fetcher.requests,
+        touched_orders=bool(order_ids) or options.all_orders,
     )
 
 
+@dataclass
+class _Plan:
+    """What a run tries, so that each image and order is tried and counted once whichever
+    sources name it: `images`/`orders` are the numbers tried or still to try."""
+
+    images: int
+    orders: int
+    explicit_orders: set[str]
+    seen_images: set[int] = field(default_factory=set)  # 128-bit keys: a third of a str's size
+    seen_orders: set[str] = field(default_factory=set)
+
+    def first_image(self, image_id: str) -> bool:
+        """Whether this image is new to the run (it is then remembered)."""
+        key = int(image_id.replace("-", ""), 16)
+        if key in self.seen_images:
+            return False
+        self.seen_images.add(key)
+        return True
+
+    def first_order(self, order_id: str) -> bool:
+        if order_id in self.seen_orders:
+            return False
+        self.seen_orders.add(order_id)
+        return True
+
+
 class _Run:
-    """One run's pipeline: the image IDs → fetch workers → classification → the writer."""
+    """One run's pipeline, in passes that each end with everything committed:
+
+    1. orders: those given (fetch workers) and the listing's pages (one task, the next page
+       in flight while the previous one is written), each order's images with it;
+    2. after a complete listing, the mirrored orders it did not return, by ID;
+    3. images by ID: those given and selected, and those their order no longer embeds;
+    4. with --with-parents, the missing parents, a generation at a time.
+    """
 
     def __init__(
         self,
@@ -201,7 +281,7 @@ class _Run:
         lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
-        requested: int,
+        plan: _Plan,
         on_start: ProgressCallback | None,
         on_progress: ProgressCallback | None,
         on_warning: WarningCallback | None,
@@ -209,94 +289,269 @@ class _Run:
         self.engine = engine
         self.run_id = run_id
         self.options = options
-        self.requested = requested  # the images this run tries: the IDs, then any parents
+        self.plan = plan
         self.on_start = on_start
         self.on_progress = on_progress
         self.on_warning = on_warning
         self.control = RunControl()
+        base_url = options.api.base_url
         self.writer = Writer(
             engine=engine,
             lock=lock,
             run_id=run_id,
             dry_run=options.dry_run,
-            guard=DeletionGuard(requested, options.api.base_url, options.max_deletes),
+            guard=DeletionGuard(plan.images, base_url, options.max_deletes),
+            order_guard=DeletionGuard(plan.orders, base_url, options.max_deletes, "orders"),
             control=self.control,
             on_warning=on_warning,
         )
+        settings = options.api
+        planned = plan.images + plan.orders + (1 if options.all_orders else 0)
+        self.fetcher = Fetcher(
+            limiter=RateLimiter(options.max_rate),
+            retries=settings.retries,
+            timeout=settings.timeout,
+            backoff_base=options.backoff_base,
+            # Never more attempts than the run could make at all (one image, no retries: one).
+            reachability=Reachability(
+                base_url,
+                give_up_after=min(UNREACHABLE_AFTER, max(1, planned) * (settings.retries + 1)),
+            ),
+        )
+        self.factory = TransportFactory(settings)
+        self.listing_complete = False
+        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
 
     @property
     def counts(self) -> Counts:
         return self.writer.counts
 
-    async def execute(self, image_ids: Collection[str] | RequestedIds) -> None:
-        settings = self.options.api
-        control = self.control
-        writer = self.writer
-        queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
-        factory = TransportFactory(settings)
-        fetcher = ImageFetcher(
-            limiter=RateLimiter(self.options.max_rate),
-            retries=settings.retries,
-            timeout=settings.timeout,
-            backoff_base=self.options.backoff_base,
-            # Never more attempts than the run could make at all (one image, no retries: one).
-            reachability=Reachability(
-                settings.base_url,
-                give_up_after=min(
-                    UNREACHABLE_AFTER, max(1, len(image_ids)) * (settings.retries + 1)
-                ),
-            ),
+    def status(self) -> RunStatus:
+        return run_status(
+            self.plan.images,
+            self.counts,
+            orders_requested=self.plan.orders,
+            order_counts=self.writer.order_counts,
+            listing_failures=self.writer.listing_failures,
         )
 
-        async def deliver(result: FetchResult) -> None:
-            outcome = classify(result)
-            if isinstance(outcome, ImageRow) and self.on_warning is not None:
-                for warning in outcome.warnings:
-                    self.on_warning(f"image {outcome.image_id}: {warning}")
-            await queue.put(outcome)
-            if self.on_progress is not None:
-                self.on_progress(1)
-
-        async def fetch_all(ids: Collection[str] | RequestedIds) -> None:
-            """One pass of the pipeline over `ids`; the writer has committed it on return."""
-            queue_ended = asyncio.create_task(writer.run(queue))
-            work = iter(ids)  # shared: each ID goes to exactly one worker
-            async with asyncio.TaskGroup() as group:
-                for _ in range(max(1, min(settings.concurrency, len(ids)))):
-                    group.create_task(
-                        fetch_worker(
-                            work=work,
-                            fetcher=fetcher,
-                            transport=factory(),
-                            control=control,
-                            deliver=deliver,
-                        )
-                    )
-            await queue.put(None)
-            await queue_ended
-
+    async def execute(
+        self, image_ids: Collection[str] | RequestedIds, order_ids: Sequence[str]
+    ) -> None:
+        control = self.control
         with _signals_handled_by(control.interrupt):
             try:
-                await fetch_all(image_ids)
-                tried: set[str] = set()  # parents this run asked for (a 404 stays missing)
-                for _ in range(MAX_PARENT_GENERATIONS if self.options.with_parents else 0):
-                    if self.engine is None or control.stopping:
-                        break
-                    # Parents of what is mirrored now; a fetched parent may name its own.
-                    missing = await asyncio.to_thread(self._missing_parents)
-                    parents = [p for p in missing if p not in tried]
-                    if not parents:
-                        break
-                    tried.update(parents)
-                    self.requested += len(parents)
-                    if self.on_start is not None:
-                        self.on_start(self.requested)
-                    await fetch_all(parents)
-                await writer.commit_deletions()
+                orders_involved = bool(order_ids) or self.options.all_orders
+                if orders_involved:
+                    await self._pass(
+                        self._order_workers(iter(order_ids)),
+                        listing=self.options.all_orders,
+                    )
+                if self.listing_complete and self.engine is not None and not control.stopping:
+                    unlisted = await asyncio.to_thread(self._unlisted_orders)
+                    self._planned(orders=len(unlisted))
+                    await self._pass(self._order_workers(iter(unlisted)))
+                if not control.stopping:
+                    targets = self._image_targets(image_ids, filtered=orders_involved)
+                    await self._pass(self._image_workers(targets))
+                await self._parents()
+                await self.writer.commit_deletions()
             finally:
-                await factory.aclose()
+                await self.factory.aclose()
         if control.fatal is not None and not control.interrupted:
             raise control.fatal
+
+    # --- passes -----------------------------------------------------------------------------
+
+    async def _pass(self, workers: list[_Worker], *, listing: bool = False) -> None:
+        """Run fetch workers (and the listing) to the end; the writer has committed it all
+        on return."""
+        writer_done = asyncio.create_task(self.writer.run(self._queue))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for worker in workers:
+                    group.create_task(worker)
+                if listing:
+                    group.create_task(self._list_orders())
+        finally:
+            await self._queue.put(None)
+            await writer_done
+
+    def _workers(self, work: Iterator[Target], deliver: _Deliver) -> list[_Worker]:
+        return [
+            fetch_worker(
+                work=work,
+                fetcher=self.fetcher,
+                transport=self.factory(),
+                control=self.control,
+                deliver=deliver,
+            )
+            for _ in range(self.options.api.concurrency)
+        ]
+
+    def _order_workers(self, order_ids: Iterator[str]) -> list[_Worker]:
+        plan = self.plan
+        targets = (Target.order(o) for o in order_ids if o not in plan.seen_orders)
+        return self._workers(targets, self._deliver_order)
+
+    def _image_workers(self, targets: Iterator[Target]) -> list[_Worker]:
+        return self._workers(targets, self._deliver_image)
+
+    def _image_targets(
+        self, image_ids: Collection[str] | RequestedIds, *, filtered: bool
+    ) -> Iterator[Target]:
+        """The images given and selected, then those their orders no longer embed; when
+        orders were fetched, without the images they already brought."""
+        plan = self.plan
+        for image_id in image_ids:
+            if filtered and not plan.first_image(image_id):
+                self._planned(images=-1)  # counted with its order already
+                continue
+            yield Target.image(image_id)
+        for image_id in self.writer.take_recheck():
+            if plan.first_image(image_id):
+                self._planned(images=1)
+                yield Target.image(image_id)
+
+    async def _parents(self) -> None:
+        tried: set[str] = set()  # parents this run asked for (a 404 stays missing)
+        for _ in range(MAX_PARENT_GENERATIONS if self.options.with_parents else 0):
+            if self.engine is None or self.control.stopping:
+                return
+            # Parents of what is mirrored now; a fetched parent may name its own.
+            missing = await asyncio.to_thread(self._missing_parents)
+            parents = [p for p in missing if p not in tried]
+            if not parents:
+                return
+            tried.update(parents)
+            self._planned(images=len(parents))
+            await self._pass(self._image_workers(Target.image(p) for p in parents))
+
+    # --- the listing ------------------------------------------------------------------------
+
+    async def _list_orders(self) -> None:
+        """Page through `GET /v3/orders/` in sequence, the next page asked for before this
+        one's orders are mapped and written. Stops the run (ListingRunaway) on a repeated
+        token or more than MAX_LISTING_PAGES pages; a failed page ends the listing."""
+        transport = self.factory()
+        tokens: set[str] = set()
+        request: asyncio.Task[FetchResult | None] | None = self._fetch_page(transport, None)
+        pages = 0
+        while request is not None:
+            result = await request
+            if result is None:
+                return  # the run stopped
+            pages += 1
+            page = classify_page(result)
+            if isinstance(page, Failure):
+                await self._queue.put(page)  # the listing is incomplete: no reconciliation
+                return
+            token = page.next_offset
+            request = None
+            if token is not None:
+                if token in tokens or pages >= MAX_LISTING_PAGES:
+                    self.control.abort(_runaway(token in tokens, pages))
+                else:
+                    tokens.add(token)
+                    request = self._fetch_page(transport, token)
+            for body in page.orders:
+                await self._deliver_listed(listed_order(body))
+            if request is None and not self.control.stopping:
+                self.listing_complete = True
+
+    def _fetch_page(
+        self, transport: Transport, token: str | None
+    ) -> asyncio.Task[FetchResult | None]:
+        return asyncio.create_task(
+            fetch_one(
+                Target.listing_page(token),
+                fetcher=self.fetcher,
+                transport=transport,
+                control=self.control,
+            )
+        )
+
+    async def _deliver_listed(self, listed: OrderRow | ListedOrderFailure) -> None:
+        plan = self.plan
+        if isinstance(listed, ListedOrderFailure):
+            self._planned(orders=1)
+            failure = Failure(
+                None, "invalid_payload", listed.message, 200, order_id=listed.order_id, of="order"
+            )
+            await self._queue.put(failure)
+            return
+        if not plan.first_order(listed.order_id):
+            return  # repeated by a shifting listing, or already fetched by ID
+        if listed.order_id not in plan.explicit_orders:
+            self._planned(orders=1)
+        await self._put_order(listed)
+
+    # --- delivery to the writer -------------------------------------------------------------
+
+    async def _deliver_order(self, result: FetchResult) -> None:
+        outcome = classify_order(result)
+        key = outcome.order_id
+        if key is not None and not self.plan.first_order(key):
+            return  # the listing brought it meanwhile
+        if isinstance(outcome, OrderRow):
+            await self._put_order(outcome)
+        else:
+            await self._queue.put(outcome)
+
+    async def _put_order(self, order: OrderRow) -> None:
+        """The order, then each image it embeds that the run has not met yet."""
+        plan = self.plan
+        for warning in order.warnings:
+            self._warn(f"order {order.order_id}: {warning}")
+        await self._queue.put(order)
+        delivered = 0
+        for image in order.images:
+            if image.image_id is not None and not plan.first_image(image.image_id):
+                continue
+            delivered += 1
+            if isinstance(image, EmbeddedFailure):
+                message = f"embedded in order {order.order_id}: {image.message}"
+                await self._queue.put(
+                    Failure(image.image_id, "invalid_payload", message, 200, order.order_id)
+                )
+                continue
+            for warning in image.warnings:
+                self._warn(f"image {image.image_id}: {warning}")
+            await self._queue.put(image)
+        self._planned(images=delivered)
+        if self.on_progress is not None and delivered:
+            self.on_progress(delivered)
+
+    async def _deliver_image(self, result: FetchResult) -> None:
+        outcome = classify(result)
+        if isinstance(outcome, ImageRow) and self.on_warning is not None:
+            for warning in outcome.warnings:
+                self.on_warning(f"image {outcome.image_id}: {warning}")
+        await self._queue.put(outcome)
+        if self.on_progress is not None:
+            self.on_progress(1)
+
+    def _planned(self, *, images: int = 0, orders: int = 0) -> None:
+        """The run found more (or, negative, fewer) images or orders to try."""
+        plan = self.plan
+        plan.images += images
+        plan.orders += orders
+        self.writer.guard.requested = plan.images
+        self.writer.order_guard.requested = plan.orders
+        if images > 0 and self.on_start is not None:
+            self.on_start(plan.images)
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    # --- reads of the mirror ----------------------------------------------------------------
+
+    def _unlisted_orders(self) -> list[str]:
+        assert self.engine is not None
+        with db.connect(self.engine) as connection:
+            mirrored = mirrored_order_ids(connection)
+        return [order_id for order_id in mirrored if order_id not in self.plan.seen_orders]
 
     def _missing_parents(self) -> list[str]:
         assert self.engine is not None
@@ -323,8 +578,11 @@ class _Run:
                     self.engine,
                     run_id=self.run_id,
                     status=status,
-                    requested=self.requested,
+                    requested=self.plan.images,
                     counts=self.counts,
+                    order_counts=self.writer.order_counts,
+                    orders_requested=self.plan.orders,
+                    api_requests=self.fetcher.requests,
                     now=_now(),
                     error=error,
                     busy_timeout=CLOSE_BUSY_TIMEOUT,
@@ -335,6 +593,23 @@ class _Run:
                     return
                 self.engine.dispose()
                 time.sleep(CLOSE_RETRY_SECONDS)
+
+
+_Deliver = Callable[[FetchResult], Awaitable[None]]
+_Worker = Coroutine[Any, Any, None]
+
+
+def _runaway(repeated: bool, pages: int) -> ListingRunaway:
+    why = (
+        "repeated a next_offset token it had already given"
+        if repeated
+        else f"went on for more than {MAX_LISTING_PAGES:,} pages"
+    )
+    return ListingRunaway(
+        f"the order listing {why} (after {pages} pages), so it would never end; what was "
+        "fetched is committed, no order was marked deleted. Sync by --order or image IDs, "
+        "and report it to Autoenhance"
+    )
 
 
 @contextlib.contextmanager

@@ -20,9 +20,10 @@ from mirror import db, store
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, DatabaseUnavailable, MirrorError, TooManyDeletions
 from mirror.lock import HeldLock
-from mirror.outcomes import Failure, Missing, Outcome
+from mirror.order_payload import OrderRow
+from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts, Outcome
 from mirror.payload import ImageRow
-from mirror.store import Batch, Counts, Stored
+from mirror.store import Batch, Stored
 
 BATCH_SIZE = 1000
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
@@ -37,14 +38,16 @@ _DATABASE_GONE = (DatabaseUnavailable, DatabaseBusy)
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeletionGuard:
-    """How many mirrored images a run may mark deleted (`--max-deletes`, or the default
-    rule: 10 % of the requested images, at least 10)."""
+    """How many mirrored images (or orders) a run may mark deleted (`--max-deletes`, or the
+    default rule: 10 % of the requested ones, at least 10). `requested` grows while a
+    listing finds more."""
 
     requested: int
     base_url: str
     max_deletes: int | None = None
+    noun: str = "images"
 
     @property
     def limit(self) -> int:
@@ -60,7 +63,7 @@ class DeletionGuard:
             f"{DELETES_ALWAYS_ALLOWED}"
         )
         return TooManyDeletions(
-            f"the API at {self.base_url} answered 404 for {count} images that are in the "
+            f"the API at {self.base_url} answered 404 for {count} {self.noun} that are in the "
             f"mirror, more than this run may mark deleted ({self.limit}: {rule}); nothing was "
             "marked deleted and the run stopped. Check --base-url; if the images really were "
             f"deleted upstream, run again with --max-deletes {self.requested} "
@@ -79,6 +82,7 @@ class Writer:
         run_id: int | None,
         dry_run: bool,
         guard: DeletionGuard,
+        order_guard: DeletionGuard,
         control: RunControl,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
@@ -86,14 +90,22 @@ class Writer:
         self._lock = lock
         self._run_id = run_id
         self._dry_run = dry_run
-        self._guard = guard
+        self.guard = guard
+        self.order_guard = order_guard
         self._control = control
         self._on_warning = on_warning
-        self._to_delete: list[str] = []  # held back until the deletion guard has decided
+        # Held back until the deletion guards have decided.
+        self._to_delete: list[str] = []
+        self._orders_to_delete: list[str] = []
         self.counts = Counts()
+        self.order_counts = OrderCounts()
+        self.listing_failures = 0  # listing pages that failed: the listing stopped there
         self.failures: list[Failure] = []  # the first MAX_FAILURES_KEPT, for the summary
-        self.changes: list[tuple[str, str]] = []  # dry runs: (image_id, what would happen)
+        self.changes: list[Change] = []  # dry runs: what would happen
         self.changes_left_out = 0
+        # Mirrored images to fetch by ID after the orders: their order no longer embeds
+        # them, or answered 404. Taken by the run with `take_recheck`.
+        self._recheck: list[str] = []
 
     async def run(self, queue: asyncio.Queue[Outcome | None]) -> None:
         """Take outcomes until None; commit every BATCH_SIZE of them or BATCH_SECONDS."""
@@ -118,17 +130,33 @@ class Writer:
         """Mark the held-back deletions, unless the guard refused them (or the database is
         gone): all in one transaction, so none is committed before the guard decided."""
         fatal = self._control.fatal
-        if isinstance(fatal, (TooManyDeletions, *_DATABASE_GONE)) or not self._to_delete:
+        if isinstance(fatal, (TooManyDeletions, *_DATABASE_GONE)):
+            return
+        if not self._to_delete and not self._orders_to_delete:
             return
         if self._dry_run:
             self.counts.deleted += len(self._to_delete)
-            self._keep_changes([(image_id, "deleted") for image_id in self._to_delete])
+            self.order_counts.deleted += len(self._orders_to_delete)
+            self._keep_changes(
+                [Change("order", key, "deleted") for key in self._orders_to_delete]
+                + [Change("image", key, "deleted") for key in self._to_delete]
+            )
             return
-        counts = await self._in_database(
-            store.mark_deleted, image_ids=self._to_delete, run_id=self._run_id, now=_now()
+        stored = await self._in_database(
+            store.mark_deleted,
+            image_ids=self._to_delete,
+            order_ids=self._orders_to_delete,
+            run_id=self._run_id,
+            now=_now(),
         )
-        if counts is not None:
-            self.counts.add(counts)
+        if stored is not None:
+            self.counts.add(stored.counts)
+            self.order_counts.add(stored.order_counts)
+
+    def take_recheck(self) -> list[str]:
+        """The images to fetch by ID that the orders written so far named (each once)."""
+        recheck, self._recheck = list(dict.fromkeys(self._recheck)), []
+        return recheck
 
     async def _commit(self, batch: Batch) -> None:
         if not batch or isinstance(self._control.fatal, _DATABASE_GONE):
@@ -146,14 +174,20 @@ class Writer:
         if stored is None:
             return
         self.counts.add(stored.counts)
+        self.order_counts.add(stored.order_counts)
+        self.listing_failures += sum(1 for f in batch.failures if f.of == "listing")
         # All failures are in sync_failures; memory keeps only what a summary shows.
         self.failures.extend(stored.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
         self._keep_changes(stored.changes)
+        self._recheck.extend(stored.recheck)
         self._to_delete.extend(stored.to_delete)
-        if len(self._to_delete) > self._guard.limit:
-            self._control.abort(self._guard.refusal(len(self._to_delete)))
+        self._orders_to_delete.extend(stored.orders_to_delete)
+        if len(self._to_delete) > self.guard.limit:
+            self._control.abort(self.guard.refusal(len(self._to_delete)))
+        elif len(self._orders_to_delete) > self.order_guard.limit:
+            self._control.abort(self.order_guard.refusal(len(self._orders_to_delete)))
 
-    def _keep_changes(self, changes: list[tuple[str, str]]) -> None:
+    def _keep_changes(self, changes: list[Change]) -> None:
         room = max(0, MAX_CHANGES_KEPT - len(self.changes))
         self.changes.extend(changes[:room])
         self.changes_left_out += len(changes) - min(room, len(changes))
@@ -191,6 +225,10 @@ def _add(batch: Batch, item: Outcome) -> None:
         batch.rows.append(item)
     elif isinstance(item, Missing):
         batch.missing.append(item)
+    elif isinstance(item, OrderRow):
+        batch.orders.append(item)
+    elif isinstance(item, MissingOrder):
+        batch.missing_orders.append(item)
     else:
         batch.failures.append(item)
 

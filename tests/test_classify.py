@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import new_ids
 
-from mirror.api import Fetched
+from mirror.api import Fetched, Target
 from mirror.classify import classify
 from mirror.outcomes import Failure, Missing
 from mirror.payload import ImageRow
@@ -16,7 +16,7 @@ from mirror.standin import record_for
 
 def test_a_body_becomes_its_row() -> None:
     image_id = new_ids(1)[0]
-    outcome = classify(Fetched(image_id, json.dumps(record_for(image_id)).encode()))
+    outcome = classify(Fetched(Target.image(image_id), json.dumps(record_for(image_id)).encode()))
     assert isinstance(outcome, ImageRow) and outcome.image_id == image_id
 
 
@@ -40,7 +40,7 @@ def test_a_body_that_cannot_be_mapped_is_an_invalid_payload_of_that_image(
     body: bytes, words: str
 ) -> None:
     image_id = new_ids(1)[0]
-    outcome = classify(Fetched(image_id, body))
+    outcome = classify(Fetched(Target.image(image_id), body))
     assert isinstance(outcome, Failure)
     assert (outcome.image_id, outcome.kind, outcome.http_status) == (
         image_id,

@@ -260,6 +260,7 @@ def test_status_shows_counts_runs_and_last_failures(standin: StandIn, database_u
     assert status["last_run_failures"] == [
         {
             "image_id": ids[3],
+            "order_id": None,
             "kind": "http_error",
             "http_status": 500,
             "message": "HTTP 500 Internal Server Error",

@@ -100,8 +100,8 @@ def test_mark_deleted_sets_deleted_at_and_counts_on_the_run(mirror_engine: Engin
             text("SELECT deleted_at FROM images WHERE image_id = :id"), {"id": image_id}
         ).scalar_one()
     assert deleted_at is None
-    counts = store.mark_deleted(mirror_engine, image_ids=[image_id], run_id=run_id, now=now)
-    assert counts.deleted == 1
+    stored = store.mark_deleted(mirror_engine, image_ids=[image_id], run_id=run_id, now=now)
+    assert stored.counts.deleted == 1 and stored.order_counts.deleted == 0
     with mirror_engine.connect() as connection:
         row = connection.execute(
             text(

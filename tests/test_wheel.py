@@ -105,7 +105,7 @@ def test_wheel_ships_migrations_and_runs_from_anywhere(
     upgraded = run(installed, tmp_path, "db", "upgrade", "--database-url", database_url)
     assert upgraded.returncode == 0, upgraded.stderr
     current = run(installed, tmp_path, "db", "current", "--database-url", database_url).stdout
-    assert current.startswith("0003 (head) at ")
+    assert current.startswith("0004 (head) at ")
 
     ids = new_ids(3)
     env = {"MIRROR_DATABASE_URL": database_url, "AUTOENHANCE_BASE_URL": standin.url}

@@ -55,7 +55,7 @@ def test_outcomes_are_written_and_404s_of_mirrored_images_held_back(tmp_path: Pa
         guard = DeletionGuard(requested, "http://api")
         return Writer(
             engine=engine, lock=HeldLock(), run_id=None, dry_run=False, guard=guard,
-            control=control,
+            order_guard=DeletionGuard(0, "http://api.invalid", noun="orders"), control=control,
         )  # fmt: skip
 
     first = writer(13)
