@@ -36,7 +36,29 @@ WHERE deleted_at IS NOT NULL
 ORDER BY deleted_at DESC;
 
 -- name: the last runs
-SELECT id, started_at, status, requested, inserted, updated, unchanged, deleted, not_found, failed
+SELECT id, started_at, status, requested, inserted, updated, unchanged, deleted, not_found, failed,
+       orders_requested, orders_failed, api_requests
 FROM sync_runs
 ORDER BY id DESC
 LIMIT 10;
+
+-- name: images per order
+SELECT o.order_id, o.name, o.status, o.total_images,
+       count(i.image_id) AS images,
+       count(CASE WHEN i.status = 'processed' THEN 1 END) AS processed
+FROM orders AS o
+LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
+WHERE o.deleted_at IS NULL
+GROUP BY o.order_id, o.name, o.status, o.total_images
+ORDER BY o.order_id;
+
+-- name: orders still processing
+-- (the order says so, or one of its images is not processed, error or expired yet)
+SELECT o.order_id, o.name, o.status, count(i.image_id) AS unfinished_images
+FROM orders AS o
+LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
+     AND (i.status IS NULL OR i.status NOT IN ('processed', 'error', 'expired'))
+WHERE o.deleted_at IS NULL
+GROUP BY o.order_id, o.name, o.status
+HAVING o.status = 'processing' OR count(i.image_id) > 0
+ORDER BY o.order_id;

@@ -667,35 +667,45 @@ def stand_in(
 )
 @click.pass_context
 def demo(ctx: click.Context, database_url: str, count: int) -> None:
-    """Offline quick start: mirror sample images from the local stand-in and report on them.
+    """Offline quick start: mirror a sample account from the local stand-in and report on it.
 
-    Needs no API key and no network. Run it twice: the second run finds everything unchanged.
-    Refuses a database that holds anything but demo images.
+    Runs `sync --all --with-parents` against the bundled stand-in: every order, the images
+    they embed, and the parents of restaged images. Needs no API key of yours and no network.
+    Run it twice: the second run finds everything unchanged. Refuses a database that holds
+    anything but demo images.
 
     \b
     Example:
         autoenhance-mirror demo
     """
     from mirror.api import ApiSettings
-    from mirror.demo import check_demo_database, demo_image_ids
+    from mirror.demo import DEMO_API_KEY, check_demo_database, demo_account
     from mirror.report import build_report, format_counts
-    from mirror.standin import StandIn
+    from mirror.standin import StandIn, StandInState
     from mirror.sync import SyncOptions
 
     engine = open_engine(ctx, database_url)
     check_demo_database(engine, count)
-    ids = demo_image_ids(count)
-    with StandIn(host="127.0.0.1", port=0) as server:
+    state = StandInState(require_key=DEMO_API_KEY, account=demo_account(count))
+    with StandIn(host="127.0.0.1", port=0, state=state) as server:
         click.echo(f"stand-in of the Autoenhance API on {server.url}")
         options = SyncOptions(
-            api=ApiSettings(base_url=server.url, api_version=DEFAULT_API_VERSION, concurrency=16),
+            api=ApiSettings(
+                base_url=server.url,
+                api_version=DEFAULT_API_VERSION,
+                api_key=DEMO_API_KEY,
+                concurrency=16,
+            ),
             max_rate=None,
+            all_orders=True,
+            with_parents=True,
         )
         summary = _run_sync(
-            engine, ids, options, ctx.meta["redact"], quiet=False, show_progress=True
+            engine, [], options, ctx.meta["redact"], quiet=False, show_progress=True
         )
     click.echo(f"{summary.line()} into {ctx.meta['masked_url']}")
     report = build_report(engine)
+    click.echo(format_counts("orders by status", report.orders_by_status))
     click.echo(format_counts("images by status", report.by_status))
     click.echo(format_counts("images by scene", report.by_scene))
     ctx.exit(0 if summary.status == "succeeded" else 1)

@@ -1,9 +1,7 @@
-"""The offline quick start's sample: a few hundred image IDs the stand-in serves."""
+"""The offline quick start's sample: an account of a few hundred images in orders that the
+stand-in serves, mirrored with `sync --all --with-parents` (spec §7)."""
 
 from __future__ import annotations
-
-import random
-import uuid
 
 from sqlalchemy import Engine, func, select
 
@@ -11,18 +9,34 @@ from mirror import db
 from mirror.config import masked
 from mirror.errors import InputError
 from mirror.models import images_table
+from mirror.sample_account import SampleAccount
 from mirror.standin import record_for
 
 DEMO_SEED = 2026
+DEMO_API_KEY = "demo-key"  # the demo's stand-in asks for a key, as the real listing does
+MAX_PARENT_GENERATIONS = 10  # as sync --with-parents
 MAX_DEMO_IMAGES = 200_000  # more images than any demo makes: certainly a real mirror
 
 
+def demo_account(count: int) -> SampleAccount:
+    """`count` sample images in orders, the same on every run."""
+    return SampleAccount.generate(count, seed=DEMO_SEED)
+
+
 def demo_image_ids(count: int) -> list[str]:
-    """`count` sample IDs, the same on every run, plus the parents of restaged ones among them."""
-    rng = random.Random(DEMO_SEED)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
-    parents = [record_for(i)["parent_image_id"] for i in ids]
-    return ids + sorted({p for p in parents if p})
+    """The sample account's image IDs, plus the parents of restaged ones among them and
+    their parents in turn (not in any order: `--with-parents` fetches them by ID)."""
+    ids = demo_account(count).image_ids()
+    known = set(ids)
+    generation = ids
+    for _ in range(MAX_PARENT_GENERATIONS):
+        parents = {record_for(i)["parent_image_id"] for i in generation} - known - {None}
+        if not parents:
+            break
+        generation = sorted(parents)
+        known.update(generation)
+        ids += generation
+    return ids
 
 
 def check_demo_database(engine: Engine, count: int) -> None:

@@ -8,32 +8,49 @@ import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine
 
-from mirror.demo import demo_image_ids
+from mirror.demo import demo_account, demo_image_ids
 from mirror.standin import StandIn
 
 
-def test_demo_mirrors_samples_and_reports_from_sql(database_url: str, engine: Engine) -> None:
+def test_demo_mirrors_the_sample_account_with_all_and_reports_from_sql(
+    database_url: str, engine: Engine
+) -> None:
     result = run_cli("demo", "--count", "60", "--database-url", database_url)
     assert result.exit_code == 0, result.output
+    account = demo_account(60)
     expected = len(demo_image_ids(60))
-    assert f"synced {expected} images: {expected} new, 0 changed" in result.stdout
-    assert "images by status" in result.stdout and "images by scene" in result.stdout
+    orders = len(account.orders)
+    assert f"synced {expected} images from {orders} orders: {expected} new, 0 changed" in (
+        result.stdout
+    )
+    assert f"orders: {orders} new" in result.stdout
+    for title in ("orders by status", "images by status", "images by scene"):
+        assert title in result.stdout
     assert scalar(engine, "SELECT count(*) FROM images") == expected
+    assert scalar(engine, "SELECT count(*) FROM orders") == orders
     by_status = {
         r["status"]: r["n"]
         for r in rows(engine, "SELECT status, count(*) AS n FROM images GROUP BY status")
     }
     for status, n in by_status.items():
         assert f"  {status}" in result.stdout and str(n) in result.stdout
-    # Parents of the restaged samples are mirrored too, so the join finds them.
+    # Parents of the restaged samples are mirrored too (by ID), so the join finds them.
     restaged = rows(
         engine,
         "SELECT c.image_id FROM images c JOIN images p ON p.image_id = c.parent_image_id",
     )
-    assert len(restaged) == expected - 60 > 0
+    assert restaged
+    assert not rows(
+        engine,
+        "SELECT c.image_id FROM images c LEFT JOIN images p ON p.image_id = c.parent_image_id "
+        "WHERE c.parent_image_id IS NOT NULL AND p.image_id IS NULL",
+    )
 
+    # Again: the account's images and orders unchanged; the parents, mirrored, not asked for.
     again = run_cli("demo", "--count", "60", "--database-url", database_url)
-    assert f"0 new, 0 changed, {expected} unchanged" in again.stdout
+    assert again.exit_code == 0, again.output
+    assert "0 new, 0 changed, 60 unchanged" in again.stdout
+    assert f"orders: 0 new, 0 changed, {orders} unchanged" in again.stdout
 
 
 def test_demo_has_its_own_file_and_ignores_the_sync_environment(
