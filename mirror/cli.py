@@ -581,7 +581,7 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
                 f"; orders {run['orders_requested']}: new {run['orders_inserted']}, "
                 f"changed {run['orders_updated']}, unchanged {run['orders_unchanged']}, "
                 f"deleted {run['orders_deleted']}, not found {run['orders_not_found']}, "
-                f"failed {run['orders_failed']}; {run['api_requests']} requests"
+                f"failed {run['orders_failed']}; API requests {run['api_requests']}"
             )
         click.echo(line)
     if report.last_run_failures:

@@ -119,7 +119,8 @@ class SyncSummary:
                 f"{o.deleted} deleted, {o.not_found} not found, {o.failed} failed"
             )
             run = "" if self.run_id is None else f", run {self.run_id}"
-            tail = f" ({self.api_requests} requests{run})"
+            requests = "request" if self.api_requests == 1 else "requests"
+            tail = f" ({self.api_requests} {requests}{run})"
         return (
             f"{verb} {self.requested} {noun}{source}: {c.inserted} new, {c.updated} changed, "
             f"{c.unchanged} unchanged, {c.deleted} deleted, {c.not_found} not found, "
