@@ -122,18 +122,19 @@ def write_ids(path: Path, n: int) -> None:
 class StandInProcess:
     """`autoenhance-mirror stand-in` in its own process, on a free port."""
 
-    def __init__(self, latency_ms: float) -> None:
+    def __init__(self, latency_ms: float, *options: str) -> None:
         self.latency_ms = latency_ms
+        self.options = options  # more stand-in options: --account N, --require-key K
 
     def __enter__(self) -> StandInProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mirror", "stand-in", "--port", "0",
-             "--latency", str(self.latency_ms)],
+             "--latency", str(self.latency_ms), *self.options],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        self.url = line.split(" on ", 1)[1].split()[0]
+        self.url = line.split(" on ", 1)[1].split()[0].rstrip(",")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ database or the network; the sync writes what this returns.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,31 @@ def listing_page(body: Any) -> ListingPage:
         raise InvalidPayload(f"next_offset {shorten(json.dumps(token))} is not a token")
     # An empty page ends the listing too, whatever its token says (api-notes §5).
     return ListingPage(listed, (token or None) if listed else None)
+
+
+_NEXT_OFFSET = re.compile(rb'"next_offset"\s*:\s*("(?:[^"\\]|\\.)*"|null|[0-9]+)')
+
+
+def peek_next_offset(raw: bytes) -> str | None:
+    """The next page's token read straight from a page's bytes, before the whole page is
+    parsed, so the next request can go out at once; None when it is not plainly there.
+
+    A guess only: the caller checks it against the parsed page. The last `"next_offset"`
+    key is the pagination's (one inside a string would be escaped, `\\"`).
+    """
+    at = raw.rfind(b'"next_offset"')
+    if at <= 0 or raw[at - 1 : at] == b"\\":
+        return None
+    match = _NEXT_OFFSET.match(raw, at)
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    return value if isinstance(value, str) and value else None
 
 
 def listed_order(body: Any) -> OrderRow | ListedOrderFailure:

@@ -192,12 +192,16 @@ def parse_body(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidPayload(f"body is not UTF-8 (byte {exc.start})") from None
-    if _too_deep(text):
-        raise InvalidPayload(f"body is nested deeper than {MAX_DEPTH} levels")
+    too_deep = InvalidPayload(f"body is nested deeper than {MAX_DEPTH} levels")
     try:
         body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:
         raise InvalidPayload(f"body is not JSON: {shorten(str(exc))}") from None
+    # Counting brackets is enough for an image; a listing page has thousands of them.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(body):
+        raise too_deep
     try:
         # Surrogates can only come from \u escapes (the text was valid UTF-8); then every
         # string, key included, must pair them up.
@@ -222,29 +226,18 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-def _too_deep(text: str) -> bool:
-    """Whether brackets nest deeper than MAX_DEPTH (a quick scan; strings can only make it
-    overestimate, and a body that deep is refused either way)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
+def _too_deep(body: Any) -> bool:
+    """Whether a parsed body nests containers deeper than MAX_DEPTH (walked without
+    recursion: json.loads has already proved it fits Python's stack)."""
+    if not isinstance(body, dict | list):
         return False
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif char in "]}":
-            depth -= 1
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
 
 

@@ -374,15 +374,17 @@ class StandIn:
     async def _respond_order(self, writer: asyncio.StreamWriter, order_id: str) -> bool:
         """GET /v3/orders/{id}: no key needed (api-notes §5)."""
         state = self.state
+        arrived = asyncio.get_running_loop().time()
         with state.lock:
             body = state.account.order_body(order_id) if state.account else None
-        return await self._send_faulted(writer, order_id, body)
+        return await self._send_faulted(writer, order_id, body, arrived)
 
     async def _respond_listing(
         self, writer: asyncio.StreamWriter, query: str, headers: dict[str, str]
     ) -> bool:
         """GET /v3/orders/?offset=&per_page=&sort=: needs the key when one is required."""
         state = self.state
+        arrived = asyncio.get_running_loop().time()
         if state.require_key is not None and headers.get("x-api-key") != state.require_key:
             await _send(writer, 401, _error_body(401))
             return True
@@ -406,14 +408,18 @@ class StandIn:
         except ValueError as exc:
             await _send(writer, 422, json.dumps({"detail": {}, "message": str(exc)}).encode())
             return True
-        return await self._send_faulted(writer, LISTING, body)
+        return await self._send_faulted(writer, LISTING, body, arrived)
 
-    async def _send_faulted(self, writer: asyncio.StreamWriter, key: str, body: Any) -> bool:
-        """Answer with `body` as JSON (404 when None), unless a fault is scripted for `key`."""
+    async def _send_faulted(
+        self, writer: asyncio.StreamWriter, key: str, body: Any, arrived: float
+    ) -> bool:
+        """Answer with `body` as JSON (404 when None), unless a fault is scripted for `key`,
+        `latency` after the request `arrived` (building the body is not added to it)."""
         with self.state.lock:
             self.state.times.append(time.monotonic())
         fault = self.state._next_fault(key) or Fault()
-        await asyncio.sleep(self.state.latency + fault.delay)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, arrived + self.state.latency + fault.delay - loop.time()))
         if fault.drop:
             return False
         if fault.status is not None and fault.status != 200:

@@ -27,6 +27,7 @@ from mirror import db, store
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
+    Fetched,
     Fetcher,
     FetchResult,
     Reachability,
@@ -41,7 +42,13 @@ from mirror.errors import DatabaseBusy, Interrupted, ListingRunaway, MirrorError
 from mirror.fetching import fetch_one, fetch_worker
 from mirror.ids import RequestedIds
 from mirror.lock import HeldLock, sync_lock
-from mirror.order_payload import EmbeddedFailure, ListedOrderFailure, OrderRow, listed_order
+from mirror.order_payload import (
+    EmbeddedFailure,
+    ListedOrderFailure,
+    OrderRow,
+    listed_order,
+    peek_next_offset,
+)
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
 from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
@@ -432,7 +439,8 @@ class _Run:
 
     async def _list_orders(self) -> None:
         """Page through `GET /v3/orders/` in sequence, the next page asked for before this
-        one's orders are mapped and written. Stops the run (ListingRunaway) on a repeated
+        one's orders are mapped and written: as soon as its token is read from the raw page
+        (checked once the page is parsed). Stops the run (ListingRunaway) on a repeated
         token or more than MAX_LISTING_PAGES pages; a failed page ends the listing."""
         transport = self.factory()
         tokens: set[str] = set()
@@ -443,19 +451,31 @@ class _Run:
             if result is None:
                 return  # the run stopped
             pages += 1
+            guess = peek_next_offset(result.body) if isinstance(result, Fetched) else None
+            request = None
+            if guess is not None and guess not in tokens and pages < MAX_LISTING_PAGES:
+                request = self._fetch_page(transport, guess)
             page = classify_page(result)
             if isinstance(page, Failure):
                 await self._queue.put(page)  # the listing is incomplete: no reconciliation
                 return
             token = page.next_offset
-            request = None
+            if request is None or token != guess:  # no guess, or a wrong one
+                if request is not None:
+                    request.cancel()
+                    transport = self.factory()  # the cancelled request's may be mid-answer
+                request = None
+                if token is not None:
+                    if token in tokens or pages >= MAX_LISTING_PAGES:
+                        self.control.abort(_runaway(token in tokens, pages))
+                    else:
+                        request = self._fetch_page(transport, token)
             if token is not None:
-                if token in tokens or pages >= MAX_LISTING_PAGES:
-                    self.control.abort(_runaway(token in tokens, pages))
-                else:
-                    tokens.add(token)
-                    request = self._fetch_page(transport, token)
+                tokens.add(token)
             for body in page.orders:
+                # Yield to the loop between orders: the next page's request goes out now,
+                # not after this page is mapped (putting into a free queue never yields).
+                await asyncio.sleep(0)
                 await self._deliver_listed(listed_order(body))
             if request is None and not self.control.stopping:
                 self.listing_complete = True

@@ -410,3 +410,48 @@ def test_status_shows_orders(standin: StandIn, account: SampleAccount, database_
     as_json = json.loads(run_cli("status", "--json", "--database-url", database_url).stdout)
     assert as_json["orders_by_status"]["processed"] == processed
     assert as_json["runs"][0]["orders_inserted"] == len(account.orders)
+
+
+def test_an_account_that_vanished_trips_the_deletion_guard_for_orders(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    """A listing that comes back empty (say, the key of another, empty account) makes every
+    mirrored order 404 by ID: over the guard's limit, none is marked and the run exits 3."""
+    assert sync(standin, database_url, "--all").exit_code == 0
+    for order_id in list(account.orders):
+        account.delete_order(order_id)
+    result = sync(standin, database_url, "--all")
+    assert result.exit_code == 3, result.output
+    assert "orders that are in the mirror" in result.stderr
+    assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL") == 0
+    assert rows(engine, "SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1") == [
+        {"status": "failed"}
+    ]
+
+
+def test_all_with_unfinished_fetches_no_embedded_image_again(
+    standin: StandIn, account: SampleAccount, database_url: str
+) -> None:
+    assert sync(standin, database_url, "--all").exit_code == 0
+    standin.state.reset()
+    summary = summary_of(sync(standin, database_url, "--all", "--unfinished", "--json"))
+    assert summary["requested"] == summary["unchanged"] == 400
+    assert standin.state.paths == {"GET /v3/orders/": summary["api_requests"]}
+
+
+def test_a_next_offset_inside_an_order_does_not_mislead_the_listing(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    """The next page is asked for as soon as its token is read from the raw page; when an
+    order itself has a `next_offset` property (after the pagination, so it is the last one
+    in the bytes), the guess is wrong and the right page is asked for instead."""
+    first = account.page(offset=None, per_page=15, sort="date")
+    orders = [{**order, "next_offset": "not-a-token"} for order in first["orders"]]
+    standin.state.script(LISTING, Fault(json={"pagination": first["pagination"], "orders": orders}))
+    summary = summary_of(sync(standin, database_url, "--all", "--json"))
+    assert summary["status"] == "succeeded", summary
+    assert set(mirrored_orders(engine)) == set(account.orders)
+    assert summary["requested"] == 400
+    extra = scalar(engine, "SELECT extra FROM orders WHERE order_id = :o", o=orders[0]["order_id"])
+    assert (json.loads(extra) if isinstance(extra, str) else extra)["next_offset"] == "not-a-token"

@@ -17,6 +17,10 @@ from mirror.order_payload import (
     ORDER_API_COLUMNS,
     ORDER_CONTENT_COLUMNS,
     EmbeddedFailure,
+    ListedOrderFailure,
+    OrderRow,
+    listed_order,
+    listing_page,
     order_to_row,
 )
 from mirror.payload import ImageRow, parse_body, parse_timestamp, to_row
@@ -204,3 +208,26 @@ def test_no_order_body_can_do_more_than_fail_its_order(order: str, image: str) -
             continue
         assert all(isinstance(i, ImageRow | EmbeddedFailure) for i in row.images)
         json.dumps(row.columns["extra"], allow_nan=False)
+
+
+def test_a_listing_page_gives_its_orders_and_the_next_token() -> None:
+    order = {"order_id": "o-1", "name": "A", "images": []}
+    page = listing_page({"orders": [order, "junk"], "pagination": {"next_offset": "tok"}})
+    assert page.next_offset == "tok" and len(page.orders) == 2
+    mapped = [listed_order(body) for body in page.orders]
+    assert isinstance(mapped[0], OrderRow) and mapped[0].order_id == "o-1"
+    assert isinstance(mapped[1], ListedOrderFailure) and mapped[1].order_id is None
+    # A number is taken as its text; null, "" and an empty page end the listing.
+    assert listing_page({"orders": [order], "pagination": {"next_offset": 15}}).next_offset == "15"
+    for pagination in ({"next_offset": None}, {"next_offset": ""}, {}):
+        assert listing_page({"orders": [order], "pagination": pagination}).next_offset is None
+    assert listing_page({"orders": [], "pagination": {"next_offset": "x"}}).next_offset is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], "page", {"orders": {}}, {"orders": [], "pagination": {"next_offset": True}}],
+)
+def test_what_is_not_a_listing_page_is_refused(body: object) -> None:
+    with pytest.raises(InvalidPayload):
+        listing_page(body)
