@@ -84,7 +84,7 @@ LISTING_PER_PAGE = 15
 LISTING_SORT = "date"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Target:
     """One resource to GET, and whose failure it is when it cannot be had."""
 
@@ -126,7 +126,7 @@ class Target:
         return Failure(self.image_id, kind, message, status, order_id=self.order_id, of=self.of)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Fetched:
     """A 200 response: the raw body, still to be parsed."""
 

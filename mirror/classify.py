@@ -23,7 +23,12 @@ def classify(result: FetchResult) -> Outcome:
     """An image's fetch result."""
     if isinstance(result, Failure):
         return Missing(result.image_id or "") if result.kind == "not_found" else result
-    return _mapped(result, lambda body: to_row(body, requested_id=result.image_id))
+    try:  # inline rather than through _mapped: this runs once per image
+        return to_row(parse_body(result.body), requested_id=result.image_id)
+    except InvalidPayload as exc:
+        return result.target.failure("invalid_payload", str(exc), 200)
+    except Exception as exc:  # a body nobody foresaw must fail its image, not the run
+        return _unforeseen(result, exc)
 
 
 def classify_order(result: FetchResult) -> OrderRow | MissingOrder | Failure:
@@ -47,6 +52,10 @@ def _mapped(result: Fetched, mapping: Callable[[object], _T]) -> _T | Failure:
         return mapping(parse_body(result.body))
     except InvalidPayload as exc:
         return result.target.failure("invalid_payload", str(exc), 200)
-    except Exception as exc:  # a body nobody foresaw must fail its image, not the run
-        message = f"body cannot be mapped: {type(exc).__name__}: {exc}"[:300]
-        return result.target.failure("invalid_payload", message, 200)
+    except Exception as exc:  # a body nobody foresaw must fail its order, not the run
+        return _unforeseen(result, exc)
+
+
+def _unforeseen(result: Fetched, exc: Exception) -> Failure:
+    message = f"body cannot be mapped: {type(exc).__name__}: {exc}"[:300]
+    return result.target.failure("invalid_payload", message, 200)
