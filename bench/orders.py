@@ -17,14 +17,11 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import StandInProcess, count_rows, fresh_database, sample_rss
+from run import StandInProcess, count_rows, fresh_database, run_measured
 
 from mirror.sample_account import PER_PAGE_MAX, SampleAccount
 
@@ -121,26 +118,18 @@ def measure(label: str, standin: StandInProcess, url: str, options: list[str]) -
         "autoenhance-mirror", "sync", "--json", "--base-url", standin.url,
         "--database-url", url, *options,
     ]  # fmt: skip
-    samples: list[float] = []
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sampler = threading.Thread(target=sample_rss, args=(process.pid, samples), daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    assert process.stdout is not None and process.stderr is not None
-    out, err = process.stdout.read(), process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{label}: sync failed: {err.decode()[-2000:]}")
+    finished = run_measured(command)
     stats = standin.call("/__standin/stats")
+    summary = json.loads(finished.out)
+    usage = finished.usage
     return Measured(
         label=label,
-        wall=wall,
-        sync_seconds=float(json.loads(out)["seconds"]),
+        wall=finished.wall,
+        sync_seconds=float(summary["seconds"]),
         cpu=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
-        rss_samples=samples,
-        summary=json.loads(out),
+        rss_samples=finished.rss_samples,
+        summary=summary,
         # API requests only (not the benchmark's own calls to /__standin/...).
         served=sum(
             int(n)

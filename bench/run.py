@@ -208,19 +208,9 @@ def run_sync(scenario: Scenario, url: str, ids_file: Path, standin: StandInProce
         "--base-url", standin.url, "--database-url", url,
         "--concurrency", str(scenario.concurrency), "--max-rate", str(scenario.max_rate),
     ]  # fmt: skip
-    samples: list[float] = []
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sampler = threading.Thread(target=sample_rss, args=(process.pid, samples), daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    assert process.stdout is not None and process.stderr is not None
-    out, err = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"sync failed ({process.returncode}): {err.decode()[-2000:]}")
-    summary = json.loads(out)
+    finished = run_measured(command)
+    summary = json.loads(finished.out)
+    samples, usage, wall = finished.rss_samples, finished.usage, finished.wall
     stats = standin.call("/__standin/stats")
     rows = count_rows(url)
     if not (summary["inserted"] == rows == scenario.n == stats["image_requests"]):
@@ -235,6 +225,33 @@ def run_sync(scenario: Scenario, url: str, ids_file: Path, standin: StandInProce
         max_per_second=int(stats["max_per_second"]),  # type: ignore[call-overload]
         rows=rows,
     )
+
+
+@dataclass
+class Finished:
+    """A measured process that exited 0: its output, resource usage and RSS over time."""
+
+    out: bytes
+    wall: float
+    usage: os.struct_rusage  # type: ignore[name-defined]
+    rss_samples: list[float]
+
+
+def run_measured(command: list[str]) -> Finished:
+    """Run `command`, sampling its RSS; SystemExit with its stderr when it fails."""
+    samples: list[float] = []
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sampler = threading.Thread(target=sample_rss, args=(process.pid, samples), daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    assert process.stdout is not None and process.stderr is not None
+    out, err = process.stdout.read(), process.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(command[:2])} failed ({code}): {err.decode()[-2000:]}")
+    return Finished(out, wall, usage, samples)
 
 
 def sample_rss(pid: int, samples: list[float]) -> None:

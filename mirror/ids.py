@@ -125,13 +125,8 @@ def collect_ids(source: IdSource) -> RequestedIds:
         raise
     if errors:
         spool.close()
-        shown = errors[:MAX_ERRORS_SHOWN]
-        more = len(errors) - len(shown)
-        lines = "\n".join(f"  {e}" for e in shown) + (f"\n  … and {more} more" if more else "")
-        raise InputError(
-            f"{len(errors)} invalid image ID{'s' if len(errors) != 1 else ''} "
-            f"(expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5); "
-            f"nothing was fetched or written:\n{lines}"
+        raise _invalid(
+            errors, "image ID", "expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5"
         )
     return RequestedIds(spool, len(unique), unique)
 
@@ -150,15 +145,20 @@ def collect_order_ids(source: IdSource) -> list[str]:
         else:
             unique.setdefault(order_id, None)
     if errors:
-        shown = errors[:MAX_ERRORS_SHOWN]
-        more = len(errors) - len(shown)
-        lines = "\n".join(f"  {e}" for e in shown) + (f"\n  … and {more} more" if more else "")
-        raise InputError(
-            f"{len(errors)} invalid order ID{'s' if len(errors) != 1 else ''} (1 to "
-            f"{MAX_ORDER_ID_LENGTH} characters, no whitespace or control characters); "
-            f"nothing was fetched or written:\n{lines}"
-        )
+        rule = f"1 to {MAX_ORDER_ID_LENGTH} characters, no whitespace or control characters"
+        raise _invalid(errors, "order ID", rule)
     return list(unique)
+
+
+def _invalid(errors: list[str], what: str, rule: str) -> InputError:
+    """One error naming every bad value (the first MAX_ERRORS_SHOWN) and where it was."""
+    shown = errors[:MAX_ERRORS_SHOWN]
+    more = len(errors) - len(shown)
+    lines = "\n".join(f"  {e}" for e in shown) + (f"\n  … and {more} more" if more else "")
+    plural = "s" if len(errors) != 1 else ""
+    return InputError(
+        f"{len(errors)} invalid {what}{plural} ({rule}); nothing was fetched or written:\n{lines}"
+    )
 
 
 def _image_line(text: str) -> str:

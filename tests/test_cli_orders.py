@@ -80,6 +80,7 @@ def test_all_mirrors_every_order_and_image_then_finds_them_unchanged(
     assert first["requested"] == first["inserted"] == 400
     assert first["orders_requested"] == first["orders_inserted"] == len(account.orders)
     assert first["api_requests"] == pages == standin.state.total_requests
+    assert [key for key in first if key in ORDER_COUNT_KEYS] == ORDER_COUNT_KEYS
     adds_up(first)
     assert standin.state.paths == {"GET /v3/orders/": pages}  # no image fetched by ID
 
