@@ -396,7 +396,24 @@ def test_dry_runs_of_orders_write_nothing_and_list_what_would_change(
     dry = summary_of(sync(standin, database_url, "--all", "--dry-run", "--json"))
     assert dry["orders_deleted"] == 1 and dry["deleted"] == len(gone_images)
     assert {"order_id": gone, "change": "deleted"} in dry["changes"]
+    # By ID too: a changed order and one that is gone.
+    changed = next(o for o in account.orders.values() if o.order_id != gone)
+    changed.name = "Renamed"
+    args = [
+        "--order",
+        changed.order_id,
+        "--order",
+        gone,
+        "--dry-run",
+        "--json",
+        "--max-deletes",
+        "50",
+    ]
+    by_id = summary_of(sync(standin, database_url, *args))
+    assert by_id["orders_updated"] == 1 and by_id["orders_deleted"] == 1
+    assert {"order_id": changed.order_id, "change": "changed"} in by_id["changes"]
     assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM orders WHERE name = 'Renamed'") == 0
     assert scalar(engine, "SELECT count(*) FROM sync_runs") == 1
 
 

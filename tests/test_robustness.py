@@ -24,7 +24,8 @@ from mirror.config import parse_database_url
 from mirror.lock import ADVISORY_LOCK_KEY, sync_lock
 from mirror.models import sync_runs_table
 from mirror.payload import content_hash
-from mirror.standin import Fault, StandIn, record_for
+from mirror.sample_account import SampleAccount
+from mirror.standin import LISTING, Fault, StandIn, record_for
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -122,6 +123,32 @@ def test_a_signal_commits_what_was_fetched_and_exits_130(
     stored = scalar(engine, "SELECT count(*) FROM images")
     assert stored == run["inserted"] == 40  # every answered request was committed
     assert run["requested"] - (run["inserted"] + run["failed"]) == 160  # never tried
+
+
+def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    account = SampleAccount.generate(400, seed=3)
+    standin.state.account = account
+    standin.state.script(LISTING, Fault(), Fault(delay=60))  # the second page never comes
+    process = start_cli(
+        "sync", "--all", "--api-key", "k", "--base-url", standin.url,
+        "--database-url", database_url,
+    )  # fmt: skip
+    wait_for_requests(standin, 2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    [run] = rows(engine, "SELECT * FROM sync_runs")
+    assert run["status"] == "interrupted"
+    first_page = account.page(offset=None, per_page=15, sort="date")["orders"]
+    assert run["orders_inserted"] == run["orders_requested"] == len(first_page) == 15
+    embedded = sum(len(order["images"]) for order in first_page)
+    assert run["inserted"] == run["requested"] == embedded
+    assert run["api_requests"] == 2
+    assert scalar(engine, "SELECT count(*) FROM orders") == 15
+    assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
 
 
 # --- kill -9 at random points ----------------------------------------------------------------
