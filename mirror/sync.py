@@ -1,7 +1,8 @@
 """Orchestration of one run: lock, schema, run row, then the pipeline of stages
 
-    image IDs → fetch workers (`fetching.py`) → classification (`classify.py`) → writer
-    (`writer.py`, batched commits)
+    sources: order and image IDs, the listing (`listing.py`), selections (`selections.py`)
+    → fetch workers (`fetching.py`) → classification, each image and order once
+    (`intake.py`, `classify.py`) → writer (`writer.py`, batched commits)
 
 stopped together by one `RunControl` (a fatal error or a signal), and the run's end recorded.
 No click and no printing here: progress, warnings and the summary go to callbacks and return
@@ -27,30 +28,21 @@ from mirror import db, store
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
-    Fetched,
     Fetcher,
     FetchResult,
     Reachability,
     Target,
-    Transport,
     TransportFactory,
 )
-from mirror.classify import classify, classify_order, classify_page
 from mirror.config import Redactor
 from mirror.control import RunControl
-from mirror.errors import DatabaseBusy, Interrupted, ListingRunaway, MirrorError
-from mirror.fetching import fetch_one, fetch_worker
+from mirror.errors import DatabaseBusy, Interrupted, MirrorError
+from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
+from mirror.intake import Intake, RunPlan
+from mirror.listing import Listing
 from mirror.lock import HeldLock, sync_lock
-from mirror.order_payload import (
-    EmbeddedFailure,
-    ListedOrderFailure,
-    OrderRow,
-    listed_order,
-    peek_next_offset,
-)
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
-from mirror.payload import ImageRow
 from mirror.ratelimit import RateLimiter
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
@@ -64,8 +56,6 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 UNREACHABLE_AFTER = 3
 # --with-parents follows parent_image_id this many generations at most (restaged from restaged).
 MAX_PARENT_GENERATIONS = 10
-# A listing longer than this is taken for one that never ends (spec §7): 1.5 million orders.
-MAX_LISTING_PAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -201,7 +191,7 @@ def sync_images(
         run_id = None
         if not options.dry_run:
             run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
-        plan = _Plan(images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids))
+        plan = RunPlan(images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids))
         run = _Run(
             engine=engine if mirror_exists else None,
             lock=held,
@@ -246,32 +236,6 @@ def sync_images(
     )
 
 
-@dataclass
-class _Plan:
-    """What a run tries, so that each image and order is tried and counted once whichever
-    sources name it: `images`/`orders` are the numbers tried or still to try."""
-
-    images: int
-    orders: int
-    explicit_orders: set[str]
-    seen_images: set[int] = field(default_factory=set)  # 128-bit keys: a third of a str's size
-    seen_orders: set[str] = field(default_factory=set)
-
-    def first_image(self, image_id: str) -> bool:
-        """Whether this image is new to the run (it is then remembered)."""
-        key = int(image_id.replace("-", ""), 16)
-        if key in self.seen_images:
-            return False
-        self.seen_images.add(key)
-        return True
-
-    def first_order(self, order_id: str) -> bool:
-        if order_id in self.seen_orders:
-            return False
-        self.seen_orders.add(order_id)
-        return True
-
-
 class _Run:
     """One run's pipeline, in passes that each end with everything committed:
 
@@ -289,7 +253,7 @@ class _Run:
         lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
-        plan: _Plan,
+        plan: RunPlan,
         on_start: ProgressCallback | None,
         on_progress: ProgressCallback | None,
         on_warning: WarningCallback | None,
@@ -298,8 +262,6 @@ class _Run:
         self.run_id = run_id
         self.options = options
         self.plan = plan
-        self.on_start = on_start
-        self.on_progress = on_progress
         self.on_warning = on_warning
         self.control = RunControl()
         base_url = options.api.base_url
@@ -327,8 +289,22 @@ class _Run:
             ),
         )
         self.factory = TransportFactory(settings)
-        self.listing_complete = False
         self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=2 * BATCH_SIZE)
+        self.intake = Intake(
+            queue=self._queue,
+            plan=plan,
+            writer=self.writer,
+            on_start=on_start,
+            on_progress=on_progress,
+            on_warning=on_warning,
+        )
+        self.listing = Listing(
+            fetcher=self.fetcher,
+            transports=self.factory,
+            control=self.control,
+            on_order=self.intake.listed,
+            on_failure=self.intake.failure,
+        )
 
     @property
     def counts(self) -> Counts:
@@ -351,13 +327,11 @@ class _Run:
             try:
                 orders_involved = bool(order_ids) or self.options.all_orders
                 if orders_involved:
-                    await self._pass(
-                        self._order_workers(iter(order_ids)),
-                        listing=self.options.all_orders,
-                    )
-                if self.listing_complete and self.engine is not None and not control.stopping:
+                    listing = [self.listing.run()] if self.options.all_orders else []
+                    await self._pass(self._order_workers(iter(order_ids)) + listing)
+                if self.listing.complete and self.engine is not None and not control.stopping:
                     unlisted = await asyncio.to_thread(self._unlisted_orders)
-                    self._planned(orders=len(unlisted))
+                    self.intake.planned(orders=len(unlisted))
                     await self._pass(self._order_workers(iter(unlisted)))
                 if not control.stopping:
                     targets = self._image_targets(image_ids, filtered=orders_involved)
@@ -371,7 +345,7 @@ class _Run:
 
     # --- passes -----------------------------------------------------------------------------
 
-    async def _pass(self, workers: list[_Worker], *, listing: bool = False) -> None:
+    async def _pass(self, workers: list[_Worker]) -> None:
         """Run fetch workers (and the listing) to the end; the writer has committed it all
         on return."""
         writer_done = asyncio.create_task(self.writer.run(self._queue))
@@ -379,8 +353,6 @@ class _Run:
             async with asyncio.TaskGroup() as group:
                 for worker in workers:
                     group.create_task(worker)
-                if listing:
-                    group.create_task(self._list_orders())
         finally:
             await self._queue.put(None)
             await writer_done
@@ -400,10 +372,10 @@ class _Run:
     def _order_workers(self, order_ids: Iterator[str]) -> list[_Worker]:
         plan = self.plan
         targets = (Target.order(o) for o in order_ids if o not in plan.seen_orders)
-        return self._workers(targets, self._deliver_order)
+        return self._workers(targets, self.intake.order)
 
     def _image_workers(self, targets: Iterator[Target]) -> list[_Worker]:
-        return self._workers(targets, self._deliver_image)
+        return self._workers(targets, self.intake.image)
 
     def _image_targets(
         self, image_ids: Collection[str] | RequestedIds, *, filtered: bool
@@ -413,12 +385,12 @@ class _Run:
         plan = self.plan
         for image_id in image_ids:
             if filtered and not plan.first_image(image_id):
-                self._planned(images=-1)  # counted with its order already
+                self.intake.planned(images=-1)  # counted with its order already
                 continue
             yield Target.image(image_id)
         for image_id in self.writer.take_recheck():
             if plan.first_image(image_id):
-                self._planned(images=1)
+                self.intake.planned(images=1)
                 yield Target.image(image_id)
 
     async def _parents(self) -> None:
@@ -432,139 +404,8 @@ class _Run:
             if not parents:
                 return
             tried.update(parents)
-            self._planned(images=len(parents))
+            self.intake.planned(images=len(parents))
             await self._pass(self._image_workers(Target.image(p) for p in parents))
-
-    # --- the listing ------------------------------------------------------------------------
-
-    async def _list_orders(self) -> None:
-        """Page through `GET /v3/orders/` in sequence, the next page asked for before this
-        one's orders are mapped and written: as soon as its token is read from the raw page
-        (checked once the page is parsed). Stops the run (ListingRunaway) on a repeated
-        token or more than MAX_LISTING_PAGES pages; a failed page ends the listing."""
-        transport = self.factory()
-        tokens: set[str] = set()
-        request: asyncio.Task[FetchResult | None] | None = self._fetch_page(transport, None)
-        pages = 0
-        while request is not None:
-            result = await request
-            if result is None:
-                return  # the run stopped
-            pages += 1
-            guess = peek_next_offset(result.body) if isinstance(result, Fetched) else None
-            request = None
-            if guess is not None and guess not in tokens and pages < MAX_LISTING_PAGES:
-                request = self._fetch_page(transport, guess)
-            page = classify_page(result)
-            if isinstance(page, Failure):
-                await self._queue.put(page)  # the listing is incomplete: no reconciliation
-                return
-            token = page.next_offset
-            if request is None or token != guess:  # no guess, or a wrong one
-                if request is not None:
-                    request.cancel()
-                    transport = self.factory()  # the cancelled request's may be mid-answer
-                request = None
-                if token is not None:
-                    if token in tokens or pages >= MAX_LISTING_PAGES:
-                        self.control.abort(_runaway(token in tokens, pages))
-                    else:
-                        request = self._fetch_page(transport, token)
-            if token is not None:
-                tokens.add(token)
-            for body in page.orders:
-                # Yield to the loop between orders: the next page's request goes out now,
-                # not after this page is mapped (putting into a free queue never yields).
-                await asyncio.sleep(0)
-                await self._deliver_listed(listed_order(body))
-            if request is None and not self.control.stopping:
-                self.listing_complete = True
-
-    def _fetch_page(
-        self, transport: Transport, token: str | None
-    ) -> asyncio.Task[FetchResult | None]:
-        return asyncio.create_task(
-            fetch_one(
-                Target.listing_page(token),
-                fetcher=self.fetcher,
-                transport=transport,
-                control=self.control,
-            )
-        )
-
-    async def _deliver_listed(self, listed: OrderRow | ListedOrderFailure) -> None:
-        plan = self.plan
-        if isinstance(listed, ListedOrderFailure):
-            self._planned(orders=1)
-            failure = Failure(
-                None, "invalid_payload", listed.message, 200, order_id=listed.order_id, of="order"
-            )
-            await self._queue.put(failure)
-            return
-        if not plan.first_order(listed.order_id):
-            return  # repeated by a shifting listing, or already fetched by ID
-        if listed.order_id not in plan.explicit_orders:
-            self._planned(orders=1)
-        await self._put_order(listed)
-
-    # --- delivery to the writer -------------------------------------------------------------
-
-    async def _deliver_order(self, result: FetchResult) -> None:
-        outcome = classify_order(result)
-        key = outcome.order_id
-        if key is not None and not self.plan.first_order(key):
-            return  # the listing brought it meanwhile
-        if isinstance(outcome, OrderRow):
-            await self._put_order(outcome)
-        else:
-            await self._queue.put(outcome)
-
-    async def _put_order(self, order: OrderRow) -> None:
-        """The order, then each image it embeds that the run has not met yet."""
-        plan = self.plan
-        for warning in order.warnings:
-            self._warn(f"order {order.order_id}: {warning}")
-        await self._queue.put(order)
-        delivered = 0
-        for image in order.images:
-            if image.image_id is not None and not plan.first_image(image.image_id):
-                continue
-            delivered += 1
-            if isinstance(image, EmbeddedFailure):
-                message = f"embedded in order {order.order_id}: {image.message}"
-                await self._queue.put(
-                    Failure(image.image_id, "invalid_payload", message, 200, order.order_id)
-                )
-                continue
-            for warning in image.warnings:
-                self._warn(f"image {image.image_id}: {warning}")
-            await self._queue.put(image)
-        self._planned(images=delivered)
-        if self.on_progress is not None and delivered:
-            self.on_progress(delivered)
-
-    async def _deliver_image(self, result: FetchResult) -> None:
-        outcome = classify(result)
-        if isinstance(outcome, ImageRow) and self.on_warning is not None:
-            for warning in outcome.warnings:
-                self.on_warning(f"image {outcome.image_id}: {warning}")
-        await self._queue.put(outcome)
-        if self.on_progress is not None:
-            self.on_progress(1)
-
-    def _planned(self, *, images: int = 0, orders: int = 0) -> None:
-        """The run found more (or, negative, fewer) images or orders to try."""
-        plan = self.plan
-        plan.images += images
-        plan.orders += orders
-        self.writer.guard.requested = plan.images
-        self.writer.order_guard.requested = plan.orders
-        if images > 0 and self.on_start is not None:
-            self.on_start(plan.images)
-
-    def _warn(self, message: str) -> None:
-        if self.on_warning is not None:
-            self.on_warning(message)
 
     # --- reads of the mirror ----------------------------------------------------------------
 
@@ -618,19 +459,6 @@ class _Run:
 
 _Deliver = Callable[[FetchResult], Awaitable[None]]
 _Worker = Coroutine[Any, Any, None]
-
-
-def _runaway(repeated: bool, pages: int) -> ListingRunaway:
-    why = (
-        "repeated a next_offset token it had already given"
-        if repeated
-        else f"went on for more than {MAX_LISTING_PAGES:,} pages"
-    )
-    return ListingRunaway(
-        f"the order listing {why} (after {pages} pages), so it would never end; what was "
-        "fetched is committed, no order was marked deleted. Sync by --order or image IDs, "
-        "and report it to Autoenhance"
-    )
 
 
 @contextlib.contextmanager
