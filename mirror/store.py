@@ -12,7 +12,8 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -58,10 +59,12 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
     with engine.begin() as connection:
         runs = sync_runs_table.c
         stale = connection.execute(
-            select(runs.id, runs.pid, runs.host).where(runs.status == "running")
+            select(runs.id, runs.pid, runs.host, runs.started_at).where(runs.status == "running")
         ).all()
         host = socket.gethostname()
-        abandoned = [r.id for r in stale if not (r.host == host and _alive(r.pid))]
+        abandoned = [
+            r.id for r in stale if not (r.host == host and _alive(r.pid, since=r.started_at))
+        ]
         if abandoned:
             connection.execute(
                 update(sync_runs_table)
@@ -87,7 +90,10 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
         return int(result.scalar_one())
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None, *, since: datetime) -> bool:
+    """Whether the process that started a run `since` then is still running: its pid exists
+    and (where /proc tells) that process started no later than the run. A pid reused by a
+    later process is not the run's."""
     if pid is None or pid == os.getpid():
         return False
     try:
@@ -95,8 +101,31 @@ def _alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, under another user
-    return True
+        pass  # it exists, under another user
+    started = _process_start(pid)
+    if started is None:
+        return True  # no /proc: the pid's existence is all there is to go by
+    return started <= since.astimezone(UTC) + PROCESS_START_SLACK
+
+
+# A process's start time from /proc is in clock ticks and the boot time in whole seconds.
+PROCESS_START_SLACK = timedelta(seconds=2)
+
+
+def _process_start(pid: int) -> datetime | None:
+    """When process `pid` started (Linux /proc), or None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        # Field 22 (starttime); the command name in parentheses may hold spaces.
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def finish_run(

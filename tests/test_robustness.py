@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -382,15 +382,19 @@ def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url:
     try:
         now = datetime.now(UTC)
         with engine.begin() as connection:
-            first, second = (
+            first, second, reused = (
                 connection.execute(
                     insert(sync_runs_table)
                     .values(
-                        started_at=now, status="running", requested=1, host=socket.gethostname()
+                        started_at=started,
+                        status="running",
+                        requested=1,
+                        host=socket.gethostname(),
                     )
                     .returning(sync_runs_table.c.id)
                 ).scalar_one()
-                for _ in range(2)
+                # The third run started an hour before the live process: its pid was reused.
+                for started in (now, now, now - timedelta(hours=1))
             )
             connection.execute(
                 text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
@@ -400,6 +404,10 @@ def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url:
                 text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
                 {"pid": dead.pid, "id": second},
             )
+            connection.execute(
+                text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
+                {"pid": live.pid, "id": reused},
+            )
         store.start_run(engine, requested=1, now=now)
         states = dict(
             (r["id"], r["status"])
@@ -407,6 +415,7 @@ def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url:
         )
         assert states[first] == "running"
         assert states[second] == "interrupted"
+        assert states[reused] == "interrupted"  # that pid is another, later process now
     finally:
         live.kill()
         live.wait()
