@@ -473,3 +473,32 @@ def test_a_next_offset_inside_an_order_does_not_mislead_the_listing(
     assert summary["requested"] == 400
     extra = scalar(engine, "SELECT extra FROM orders WHERE order_id = :o", o=orders[0]["order_id"])
     assert (json.loads(extra) if isinstance(extra, str) else extra)["next_offset"] == "not-a-token"
+
+
+def test_a_rejected_key_stops_the_listing_with_exit_3_and_quiet_prints_nothing(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    common = ["--base-url", standin.url, "--database-url", database_url, "--all"]
+    rejected = run_cli("sync", *common, "--api-key", "wrong-key")
+    assert rejected.exit_code == 3, rejected.output
+    assert "HTTP 401" in rejected.stderr and "wrong-key" not in rejected.output
+    assert standin.state.total_requests == 1  # no retry, no further page
+    quiet = run_cli("sync", *common, "--api-key", KEY, "--quiet")
+    assert quiet.exit_code == 0 and quiet.output == ""
+    assert scalar(engine, "SELECT count(*) FROM orders") == len(account.orders)
+
+
+def test_wrong_typed_order_fields_are_kept_in_extra_with_a_warning(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    order_id = next(iter(account.orders))
+    body = account.order_body(order_id)
+    assert body is not None
+    standin.state.script(order_id, Fault(json={**body, "total_images": "12", "created_at": 5}))
+    result = sync(standin, database_url, "--order", order_id)
+    assert result.exit_code == 0, result.output
+    assert f"warning: order {order_id}: total_images" in result.stderr
+    [row] = rows(engine, "SELECT total_images, created_at, extra FROM orders")
+    assert row["total_images"] is None and row["created_at"] is None
+    extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
+    assert extra["total_images"] == "12" and extra["created_at"] == 5
