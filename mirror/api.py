@@ -299,6 +299,7 @@ class Fetcher:
         self._timeout = timeout
         self._backoff_base = backoff_base
         self.requests = 0
+        self.first_answer = asyncio.Event()  # set when the run's first request has ended
 
     async def fetch(self, transport: Transport, target: Target) -> FetchResult:
         """GET the target, retrying what is retryable. Raises ApiKeyRejected on 401/403,
@@ -327,7 +328,9 @@ class Fetcher:
         try:
             async with asyncio.timeout(self._timeout):
                 response = await transport.get(target.path, target.max_body)
+            self.first_answer.set()
         except TimeoutError:
+            self.first_answer.set()
             return target.failure("timeout", f"no response within {self._timeout:g} s"), 0.0
         except ConnectFailed as exc:
             if self._reachability is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -26,8 +28,10 @@ from mirror.config import (
     Redactor,
     check_base_url,
     check_header_value,
+    check_sqlite_path,
     masked,
     parse_database_url,
+    plain_sqlite_path,
 )
 from mirror.errors import InputError, Interrupted, MirrorError
 
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
 
     from mirror.ids import RequestedIds
     from mirror.outcomes import Failure
-    from mirror.sync import SyncOptions, SyncSummary
+    from mirror.sync import LateDatabase, SyncOptions, SyncSummary
 
 MAX_FAILURES_SHOWN = 20
 
@@ -296,8 +300,9 @@ def sync(
     """
     from mirror.api import ApiSettings
     from mirror.ids import IdSource, collect_ids, collect_order_ids
+    from mirror.schema import refuse_unknown_sqlite_revision
     from mirror.selections import Selection, parse_duration
-    from mirror.sync import SyncOptions
+    from mirror.sync import LateDatabase, SyncOptions
 
     ctx.meta["redact"] = Redactor([api_key])
     selection = Selection(
@@ -331,7 +336,21 @@ def sync(
         )
     )
     ids = collect_ids(IdSource(arguments=image_ids, file_name=from_file))
-    engine = open_engine(ctx, database_url, api_key)
+    engine: Engine | LateDatabase
+    plain = plain_sqlite_path(database_url)
+    if plain is not None and not dry_run and not selection:
+        # A plain SQLite file: lock it and start fetching at once; SQLAlchemy is imported and
+        # the database opened while the first requests are in flight (cron's start-up).
+        shown = f"sqlite:///{plain}"
+        ctx.meta["redact"] = Redactor([api_key])
+        ctx.meta["masked_url"] = shown
+        check_sqlite_path(Path(plain), shown)
+        refuse_unknown_sqlite_revision(Path(plain))
+        engine = LateDatabase(
+            Path(plain), shown, functools.partial(open_engine, ctx, database_url, api_key)
+        )
+    else:
+        engine = open_engine(ctx, database_url, api_key)
     options = SyncOptions(
         api=ApiSettings(
             base_url=base_url,
@@ -363,7 +382,7 @@ def sync(
 
 
 def _run_sync(
-    engine: Engine,
+    engine: Engine | LateDatabase,
     ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from mirror.errors import InputError
+from mirror.errors import DatabaseUnavailable, InputError
 
 if TYPE_CHECKING:  # SQLAlchemy is imported when a URL is parsed: `--help` must stay fast
     from sqlalchemy.engine import URL
@@ -78,6 +79,54 @@ def parse_database_url(raw: str) -> URL:
             )
         url = url.set(database=os.path.expanduser(database))
     return url
+
+
+def plain_sqlite_path(raw: str) -> str | None:
+    """The file of a SQLite database written plainly (a path, or `sqlite:///path` with
+    nothing to decode), read without importing SQLAlchemy; None for anything else, which
+    `parse_database_url` parses in full. Agrees with it on what it accepts."""
+    if "://" not in raw:
+        return os.path.expanduser(raw) if raw.strip() else None
+    prefix = "sqlite:///"
+    path = raw[len(prefix) :]
+    if not raw.startswith(prefix) or not path or any(c in path for c in "?#%"):
+        return None
+    if path == ":memory:" or path.startswith("file:") or not path.isprintable():
+        return None
+    return os.path.expanduser(path)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_path(path: Path, shown: str) -> None:
+    """Before SQLite creates or opens anything: its directory must exist, and an existing
+    file must be a SQLite database (or empty). Raises DatabaseUnavailable naming the cause
+    (`shown`: the database as the user may see it)."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: the directory {directory} does not exist; "
+            "create it, or point --database-url elsewhere"
+        )
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: {path} is a directory"
+        ) from None
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: {exc.strerror or exc}"
+        ) from None
+    if header and header != SQLITE_HEADER:
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: {path} is not a SQLite database "
+            "(file is not a database); nothing was changed"
+        )
 
 
 def masked(url: URL) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from mirror.config import Redactor, masked
+from mirror.config import Redactor, check_sqlite_path, masked
 from mirror.errors import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -22,6 +22,7 @@ from mirror.errors import (
     NoMirror,
     SchemaMismatch,
 )
+from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, unknown_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 # Alembic itself is imported only when a migration runs: it is a fifth of the start-up time
 # of every sync, which normally finds the schema current.
 #
-# The revisions of migrations/versions, oldest first (tests check this against Alembic's own
-# reading of the directory, so a new migration cannot be forgotten here).
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
-SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write lock
 
@@ -49,7 +46,6 @@ def sqlite_busy_timeout() -> float:
     return value
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 APPLICATION_NAME = "autoenhance-mirror"  # what pg_stat_activity shows for our sessions
 
 
@@ -127,35 +123,10 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def check_sqlite_file(url: URL) -> None:
-    """Before SQLite creates or opens anything: its directory must exist, and an existing
-    file must be a SQLite database (or empty). Raises DatabaseUnavailable naming the cause."""
+    """`check_sqlite_path` for a SQLite URL (nothing to check for PostgreSQL)."""
     path = sqlite_path(url)
-    if path is None:
-        return
-    directory = path.parent
-    if not directory.is_dir():
-        raise DatabaseUnavailable(
-            f"cannot use the database {masked(url)}: the directory {directory} does not exist; "
-            "create it, or point --database-url elsewhere"
-        )
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        raise DatabaseUnavailable(
-            f"cannot use the database {masked(url)}: {path} is a directory"
-        ) from None
-    except OSError as exc:
-        raise DatabaseUnavailable(
-            f"cannot use the database {masked(url)}: {exc.strerror or exc}"
-        ) from None
-    if header and header != SQLITE_HEADER:
-        raise DatabaseUnavailable(
-            f"cannot use the database {masked(url)}: {path} is not a SQLite database "
-            "(file is not a database); nothing was changed"
-        )
+    if path is not None:
+        check_sqlite_path(path, masked(url))
 
 
 def sqlite_file_missing(url: URL) -> bool:
@@ -234,11 +205,7 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
         if state.up_to_date:
             return state
         if not state.known:
-            raise SchemaMismatch(
-                f"the database is at schema revision {state.current!r}, which this version "
-                f"of autoenhance-mirror does not know (newest known: {state.head!r}); "
-                "upgrade autoenhance-mirror, nothing was written"
-            )
+            raise unknown_revision(str(state.current))
         if state.current is None and inspect(connection).has_table("images"):
             raise SchemaMismatch(
                 "the database has an `images` table but no migration stamp; "

@@ -1,10 +1,8 @@
 """One sync at a time per database: a lock that dies with the process that holds it.
 
-PostgreSQL: a session advisory lock on a dedicated connection (released when the connection
-closes, however the process ends). That session can also end under a live run (a server
-restart, `pg_terminate_backend`): `HeldLock.ensure_held` checks before every commit and takes
-the lock again, or stops the run if another sync has it. SQLite: `flock` on a file beside the
-database's real path (symlinks resolved), released by the kernel when the process dies.
+PostgreSQL: a session advisory lock on a dedicated connection (`pg_lock.py`). SQLite: `flock`
+on a file beside the database's real path (symlinks resolved), released by the kernel when
+the process dies; it needs no SQLAlchemy, so a sync can hold it before importing that.
 """
 
 from __future__ import annotations
@@ -17,21 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
-
-from mirror.config import masked
-from mirror.db import (
-    APPLICATION_NAME,
-    describe_db_error,
-    sqlite_path,
-)
 from mirror.errors import DatabaseUnavailable, LockHeld
 
-# pg_try_advisory_lock takes a bigint: a fixed key that names this application.
-ADVISORY_LOCK_KEY = 0x6175746F656E68  # "autoenh"
+if TYPE_CHECKING:  # SQLAlchemy is imported only by what needs it (see `sqlite_file_lock`)
+    from sqlalchemy import Engine
 
 
 def holder_description() -> dict[str, Any]:
@@ -58,151 +47,41 @@ class HeldLock:
 def sync_lock(engine: Engine) -> Iterator[HeldLock]:
     """Hold the database's sync lock for the duration; raises LockHeld (exit 75) if taken."""
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine) as held:
+        from mirror.pg_lock import advisory_lock
+
+        with advisory_lock(engine) as held:
             yield held
-    else:
-        with _file_lock(engine):
-            yield HeldLock()
+        return
+    from mirror.config import masked
+    from mirror.db import sqlite_path
 
-
-class _AdvisoryLock(HeldLock):
-    """A session advisory lock on a connection of its own."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._connection: Connection | None = None
-
-    def acquire(self) -> None:
-        """Take the lock on a new session; raises LockHeld if another session has it."""
-        connection = self._engine.connect()
-        try:
-            connection.execute(text(f"SET application_name = '{APPLICATION_NAME} (lock)'"))
-            acquired = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
-            ).scalar_one()
-            connection.commit()
-            if not acquired:
-                raise LockHeld(_held_message(_postgres_holder(connection)))
-        except BaseException:
-            connection.close()
-            raise
-        self._connection = connection
-
-    def ensure_held(self) -> str | None:
-        connection = self._connection
-        if connection is not None:
-            try:
-                # The lock lives as long as its session: a session that still answers holds it.
-                connection.execute(text("SELECT 1")).scalar_one()
-                connection.commit()
-                return None
-            except SQLAlchemyError:
-                connection.invalidate()
-                connection.close()
-                self._connection = None
-        try:
-            self.acquire()
-        except LockHeld as exc:
-            raise LockHeld(
-                f"this run lost its sync lock (its database session ended: a server restart "
-                f"or a terminated session) and another sync took it; stopped before writing "
-                f"more, what was committed is kept. {exc}"
-            ) from None
-        except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(describe_db_error(self._engine.url, exc)) from None
-        return "the sync lock's database session ended (server restart?); lock taken again"
-
-    def release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
-            connection.commit()
-        except SQLAlchemyError:
-            connection.invalidate()  # closing the session releases the lock anyway
-        finally:
-            connection.close()
-
-
-@contextmanager
-def _advisory_lock(engine: Engine) -> Iterator[HeldLock]:
-    held = _AdvisoryLock(engine)
-    try:
-        held.acquire()
-    except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
-    try:
-        yield held
-    finally:
-        held.release()
-
-
-def _postgres_holder(connection: Connection) -> str:
-    row = connection.execute(
-        text(
-            "SELECT a.pid, a.client_addr, a.backend_start, a.application_name "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
-        ),
-        {"key": ADVISORY_LOCK_KEY},
-    ).first()
-    connection.commit()
-    if row is None:
-        session = "a session that has just ended"
-    else:
-        client = row.client_addr or "a local socket"
-        started = row.backend_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        session = (
-            f"{row.application_name or 'a session'} from {client} "
-            f"(server pid {row.pid}, connected {started})"
-        )
-    run = _running_run(connection)
-    return f"{run}, {session}" if run else session
-
-
-def _running_run(connection: Connection) -> str | None:
-    """The newest run still marked running, as the holder's own words (pid, host, start)."""
-    try:
-        row = connection.execute(
-            text(
-                "SELECT id, pid, host, started_at FROM sync_runs "
-                "WHERE status = 'running' ORDER BY id DESC LIMIT 1"
-            )
-        ).first()
-        connection.commit()
-    except SQLAlchemyError:
-        connection.rollback()  # no sync_runs table yet: the holder is still migrating
-        return None
-    if row is None:
-        return None
-    return f"run {row.id} (pid {row.pid} on {row.host}, started {row.started_at})"
-
-
-@contextmanager
-def _file_lock(engine: Engine) -> Iterator[None]:
     database = sqlite_path(engine.url)
     if database is None:
-        yield  # a private in-memory database: nothing to share (the CLI refuses those)
+        yield HeldLock()  # a private in-memory database: nothing to share (the CLI refuses it)
         return
     # The file was checked when the engine was made: no lock file beside a non-database.
-    # Keyed on the file itself: through a symlink a second sync finds the same lock.
+    with sqlite_file_lock(database, masked(engine.url)):
+        yield HeldLock()
+
+
+@contextmanager
+def sqlite_file_lock(database: Path, shown: str) -> Iterator[None]:
+    """`flock` on a file beside the SQLite database `database` (`shown` names it in errors),
+    keyed on the file itself: through a symlink a second sync finds the same lock. Needs no
+    SQLAlchemy, so a sync can take it before that is even imported."""
     real = Path(os.path.realpath(database))
     path = real.with_name(real.name + ".lock")
     try:
         handle: IO[str] = path.open("a+", encoding="utf-8")
     except OSError as exc:
         raise DatabaseUnavailable(
-            f"cannot use the database {masked(engine.url)}: "
-            f"cannot create its lock file {path}: {exc.strerror}"
+            f"cannot use the database {shown}: cannot create its lock file {path}: {exc.strerror}"
         ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockHeld(_held_message(_file_holder(handle))) from None
+            raise LockHeld(held_message(_file_holder(handle))) from None
         try:
             handle.seek(0)
             handle.truncate()
@@ -222,7 +101,7 @@ def _file_holder(handle: IO[str]) -> str:
         return "another process"
 
 
-def _held_message(holder: str) -> str:
+def held_message(holder: str) -> str:
     return (
         f"another sync is running against this database: {holder}; "
         "nothing was done, try again when it has finished"

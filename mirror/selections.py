@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy import Connection, exists, func, or_, select
+from typing import TYPE_CHECKING
 
 from mirror.errors import InputError
 from mirror.ids import canonical_id
-from mirror.models import images_table, orders_table
+
+if TYPE_CHECKING:  # the queries import SQLAlchemy and the tables when they run
+    from sqlalchemy import Connection
 
 # Statuses after which the API changes an image no more (api-notes §7); NULL is unfinished.
 FINISHED_STATUSES = ("processed", "error", "expired")
@@ -50,6 +51,10 @@ def parse_duration(text: str) -> timedelta:
 
 def selected_ids(connection: Connection, selection: Selection, *, now: datetime) -> Iterator[str]:
     """The mirrored, not deleted images the selection names, each once, streamed."""
+    from sqlalchemy import or_, select
+
+    from mirror.models import images_table
+
     images = images_table.c
     conditions = []
     if selection.unfinished:
@@ -73,6 +78,10 @@ def selected_ids(connection: Connection, selection: Selection, *, now: datetime)
 def missing_parent_ids(connection: Connection) -> tuple[list[str], int]:
     """Images that a mirrored, not deleted image names as its `parent_image_id` but that are
     not in the mirror: (their canonical IDs, how many named values were not UUIDs)."""
+    from sqlalchemy import exists, func, select
+
+    from mirror.models import images_table
+
     child = images_table.alias("child")
     parent = images_table.alias("parent")
     query = (
@@ -98,6 +107,10 @@ def missing_parent_ids(connection: Connection) -> tuple[list[str], int]:
 def mirrored_order_ids(connection: Connection) -> list[str]:
     """Every mirrored order not marked deleted (for the listing's reconciliation: those the
     listing did not return are fetched by ID)."""
+    from sqlalchemy import select
+
+    from mirror.models import orders_table
+
     orders = orders_table.c
     query = select(orders.order_id).where(orders.deleted_at.is_(None)).order_by(orders.order_id)
     return [str(order_id) for (order_id,) in connection.execute(query)]

@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,32 +21,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
+from mirror.batch import Batch, Stored
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
-from mirror.order_payload import OrderRow
 from mirror.order_store import apply_orders, mark_orders_deleted
-from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts, RunStatus
+from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
-
-
-@dataclass
-class Batch:
-    """What a slice of the run fetched: rows to upsert, 404s, and other failures."""
-
-    rows: list[ImageRow]
-    missing: list[Missing]  # answered 404
-    failures: list[Failure]  # of images, orders and listing pages
-    orders: list[OrderRow] = field(default_factory=list)
-    missing_orders: list[MissingOrder] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return (
-            len(self.rows)
-            + len(self.missing)
-            + len(self.failures)
-            + len(self.orders)
-            + len(self.missing_orders)
-        )
 
 
 def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
@@ -163,32 +143,6 @@ def finish_run(
         )
         if busy_timeout is not None and connection.dialect.name == "sqlite":
             connection.exec_driver_sql(f"PRAGMA busy_timeout={int(sqlite_busy_timeout() * 1000)}")
-
-
-@dataclass
-class Stored:
-    """What writing a batch did (in a dry run: would do)."""
-
-    counts: Counts = field(default_factory=Counts)
-    order_counts: OrderCounts = field(default_factory=OrderCounts)
-    failures: list[Failure] = field(default_factory=list)
-    # Mirrored images that answered 404. They are neither written nor counted here: the run
-    # marks them with `mark_deleted` once its deletion guard has agreed.
-    to_delete: list[str] = field(default_factory=list)
-    orders_to_delete: list[str] = field(default_factory=list)  # likewise, orders
-    # Mirrored images to fetch by ID: their order no longer embeds them, or answered 404.
-    recheck: list[str] = field(default_factory=list)
-    # Dry runs only: what a real run would write, image by image and order by order.
-    changes: list[Change] = field(default_factory=list)
-
-    def add(self, other: Stored) -> None:
-        self.counts.add(other.counts)
-        self.order_counts.add(other.order_counts)
-        self.failures.extend(other.failures)
-        self.to_delete.extend(other.to_delete)
-        self.orders_to_delete.extend(other.orders_to_delete)
-        self.recheck.extend(other.recheck)
-        self.changes.extend(other.changes)
 
 
 def store_batch(

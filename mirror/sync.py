@@ -19,12 +19,9 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-
-from mirror import db, store
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
@@ -41,11 +38,14 @@ from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
 from mirror.intake import Intake, RunPlan
 from mirror.listing import Listing
-from mirror.lock import HeldLock, sync_lock
+from mirror.lock import HeldLock, sqlite_file_lock, sync_lock
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
 from mirror.ratelimit import RateLimiter
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
+
+if TYPE_CHECKING:  # imported by the run when it needs the database (see LateDatabase)
+    from sqlalchemy import Engine
 
 # Recording the end of a run after a database failure: a few tries, not minutes of them.
 CLOSE_ATTEMPTS = 3
@@ -54,8 +54,22 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 # This many failed connection attempts, with no answer from the API at all, means it is not
 # there (see api.Reachability).
 UNREACHABLE_AFTER = 3
+# A LateDatabase is opened once the first request is answered, or after this many seconds.
+LATE_OPEN_AFTER = 0.25
 # --with-parents follows parent_image_id this many generations at most (restaged from restaged).
 MAX_PARENT_GENERATIONS = 10
+
+
+@dataclass(frozen=True)
+class LateDatabase:
+    """A SQLite database opened while the run's first requests are in flight: its file lock
+    is taken first (no SQLAlchemy needed), then `open` makes the engine in a worker thread,
+    importing SQLAlchemy and SQLModel (half a second) meanwhile, and the run row is created
+    before the first commit. Cron pays start-up on every run; this hides most of it."""
+
+    path: Path
+    shown: str  # as the user may see it, e.g. sqlite:///autoenhance-mirror.db
+    open: Callable[[], Engine]
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,7 @@ def run_status(
 
 def sync_images(
     *,
-    engine: Engine,
+    engine: Engine | LateDatabase,
     image_ids: Collection[str] | RequestedIds,
     options: SyncOptions,
     redact: Redactor,
@@ -166,34 +180,25 @@ def sync_images(
     images they embed, then `image_ids` (canonical, unique; iterated once) and the images
     the options select, into the database behind `engine`; each image and order once.
 
-    Migrates the schema first. A dry run takes no lock and creates nothing: against a missing
-    or empty database everything is new. Raises FatalError subclasses for key rejection, an
-    unreachable API or database, the deletion guard, a runaway listing, after committing what
-    was fetched and recording the run as failed.
+    Migrates the schema first (a `LateDatabase` while the first requests are in flight). A
+    dry run takes no lock and creates nothing: against a missing or empty database everything
+    is new. Raises FatalError subclasses for key rejection, an unreachable API or database,
+    the deletion guard, a runaway listing, after committing what was fetched and recording
+    the run as failed.
     """
     started = time.monotonic()
-    if options.dry_run:
-        lock: contextlib.AbstractContextManager[HeldLock] = contextlib.nullcontext(HeldLock())
-    else:
-        lock = sync_lock(engine)
-    with lock as held:
-        mirror_exists = True
-        if options.dry_run:
-            mirror_exists = db.mirror_exists(engine)
-            if mirror_exists:
-                db.ensure_schema(engine, allow_upgrade=False)
-        else:
-            db.ensure_schema(engine)
-        if options.selection and mirror_exists:
-            _add_selection(engine, image_ids, options.selection)
+    late = engine if isinstance(engine, LateDatabase) else None
+    with _lock(engine, options) as held:
+        opened: Engine | None = None
+        run_id = None
+        if not isinstance(engine, LateDatabase):
+            opened, run_id = _open_now(engine, image_ids, options)
         if on_start is not None:
             on_start(len(image_ids))  # the images the run will try, as far as known yet
-        run_id = None
-        if not options.dry_run:
-            run_id = _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
         plan = RunPlan(images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids))
         run = _Run(
-            engine=engine if mirror_exists else None,
+            engine=opened,
+            late=late,
             lock=held,
             run_id=run_id,
             options=options,
@@ -220,7 +225,7 @@ def sync_images(
         run.close(status)
     writer = run.writer
     return SyncSummary(
-        run_id=run_id,
+        run_id=run.run_id,
         status=status,
         requested=plan.images,
         counts=run.counts,
@@ -236,6 +241,43 @@ def sync_images(
     )
 
 
+def _lock(
+    engine: Engine | LateDatabase, options: SyncOptions
+) -> contextlib.AbstractContextManager[HeldLock]:
+    """The sync lock (none for a dry run: it writes nothing)."""
+    if options.dry_run:
+        return contextlib.nullcontext(HeldLock())
+    if isinstance(engine, LateDatabase):
+        return _held(sqlite_file_lock(engine.path, engine.shown))
+    return sync_lock(engine)
+
+
+@contextlib.contextmanager
+def _held(lock: contextlib.AbstractContextManager[None]) -> Iterator[HeldLock]:
+    with lock:
+        yield HeldLock()
+
+
+def _open_now(
+    engine: Engine, image_ids: Collection[str] | RequestedIds, options: SyncOptions
+) -> tuple[Engine | None, int | None]:
+    """Schema, selection and run row before the first request: (the engine, or None for a
+    dry run with no mirror to compare with; the run's ID, None for a dry run)."""
+    from mirror import db, store
+
+    if options.dry_run:
+        if not db.mirror_exists(engine):
+            return None, None
+        db.ensure_schema(engine, allow_upgrade=False)
+    else:
+        db.ensure_schema(engine)
+    if options.selection:
+        _add_selection(engine, image_ids, options.selection)
+    if options.dry_run:
+        return engine, None
+    return engine, _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
+
+
 class _Run:
     """One run's pipeline, in passes that each end with everything committed:
 
@@ -249,7 +291,8 @@ class _Run:
     def __init__(
         self,
         *,
-        engine: Engine | None,  # None: a dry run with no mirror to compare with
+        engine: Engine | None,  # None: a dry run with no mirror, or not open yet (`late`)
+        late: LateDatabase | None,
         lock: HeldLock,
         run_id: int | None,
         options: SyncOptions,
@@ -259,6 +302,7 @@ class _Run:
         on_warning: WarningCallback | None,
     ) -> None:
         self.engine = engine
+        self.late = late
         self.run_id = run_id
         self.options = options
         self.plan = plan
@@ -324,11 +368,17 @@ class _Run:
     ) -> None:
         control = self.control
         with _signals_handled_by(control.interrupt):
+            opening = None
+            if self.late is not None:  # opened in a thread while the first requests go out
+                opening = asyncio.create_task(self._open_late(self.late))
+                self.writer.opened_by(opening)
             try:
                 orders_involved = bool(order_ids) or self.options.all_orders
                 if orders_involved:
                     listing = [self.listing.run()] if self.options.all_orders else []
                     await self._pass(self._order_workers(iter(order_ids)) + listing)
+                if self.listing.complete and opening is not None:
+                    await opening  # the reconciliation reads the mirror
                 if self.listing.complete and self.engine is not None and not control.stopping:
                     unlisted = await asyncio.to_thread(self._unlisted_orders)
                     self.intake.planned(orders=len(unlisted))
@@ -336,12 +386,39 @@ class _Run:
                 if not control.stopping:
                     targets = self._image_targets(image_ids, filtered=orders_involved)
                     await self._pass(self._image_workers(targets))
+                if self.options.with_parents and opening is not None:
+                    await opening  # the parents are found in the mirror
                 await self._parents()
                 await self.writer.commit_deletions()
             finally:
+                if opening is not None:
+                    # Never leave it behind: its thread would create the run row later.
+                    await asyncio.wait({opening})
                 await self.factory.aclose()
         if control.fatal is not None and not control.interrupted:
             raise control.fatal
+
+    async def _open_late(self, late: LateDatabase) -> tuple[Engine, int] | None:
+        """Open the database, migrate it and create the run row, in a worker thread; on
+        failure the run stops (nothing was written) and None is returned. Started once the
+        first request has been answered (or after LATE_OPEN_AFTER): importing in a thread
+        beside it would hold up the very request the early start is for."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.fetcher.first_answer.wait(), LATE_OPEN_AFTER)
+        try:
+            engine, run_id = await asyncio.to_thread(self._open_database, late)
+        except MirrorError as exc:
+            self.control.abort(exc)
+            return None
+        self.engine, self.run_id = engine, run_id
+        return engine, run_id
+
+    def _open_database(self, late: LateDatabase) -> tuple[Engine, int]:
+        from mirror import db, store
+
+        engine = late.open()
+        db.ensure_schema(engine)
+        return engine, _db_call(engine, store.start_run, requested=self.plan.images, now=_now())
 
     # --- passes -----------------------------------------------------------------------------
 
@@ -410,12 +487,16 @@ class _Run:
     # --- reads of the mirror ----------------------------------------------------------------
 
     def _unlisted_orders(self) -> list[str]:
+        from mirror import db
+
         assert self.engine is not None
         with db.connect(self.engine) as connection:
             mirrored = mirrored_order_ids(connection)
         return [order_id for order_id in mirrored if order_id not in self.plan.seen_orders]
 
     def _missing_parents(self) -> list[str]:
+        from mirror import db
+
         assert self.engine is not None
         with db.connect(self.engine) as connection:
             found, malformed = missing_parent_ids(connection)
@@ -431,6 +512,10 @@ class _Run:
         (the original error is what the user needs to see)."""
         if self.run_id is None or self.engine is None:
             return
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from mirror import store
+
         fatal = self.control.fatal
         # Another process's SQLite write lock will not be gone in a second: one try then.
         attempts = 1 if isinstance(fatal, DatabaseBusy) else CLOSE_ATTEMPTS
@@ -487,6 +572,8 @@ def _add_selection(
 ) -> None:
     """Spool the images the selection names (a snapshot: the run itself moves
     `last_synced_at`), after the IDs given directly, each once."""
+    from mirror import db
+
     if not isinstance(image_ids, RequestedIds):
         raise TypeError("a selection adds to RequestedIds")
     with db.connect(engine) as connection:
@@ -494,6 +581,10 @@ def _add_selection(
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mirror import db
+
     try:
         return fn(engine, **kwargs)
     except SQLAlchemyError as exc:

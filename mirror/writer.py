@@ -11,19 +11,19 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
-from mirror import db, store
+from mirror.batch import Batch, Stored
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, DatabaseUnavailable, MirrorError, TooManyDeletions
-from mirror.lock import HeldLock
 from mirror.order_payload import OrderRow
 from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts, Outcome
 from mirror.payload import ImageRow
-from mirror.store import Batch, Stored
+
+if TYPE_CHECKING:  # the store and SQLAlchemy are imported when the first batch is written
+    from sqlalchemy import Engine
+
+    from mirror.lock import HeldLock
 
 BATCH_SIZE = 1000
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
@@ -106,6 +106,21 @@ class Writer:
         # Mirrored images to fetch by ID after the orders: their order no longer embeds
         # them, or answered 404. Taken by the run with `take_recheck`.
         self._recheck: list[str] = []
+        # Set when the run started fetching before its database was open (`opened_by`).
+        self._opening: asyncio.Task[tuple[Engine, int] | None] | None = None
+
+    def opened_by(self, opening: asyncio.Task[tuple[Engine, int] | None]) -> None:
+        """The database is being opened meanwhile (engine and run ID, or None if that
+        failed and stopped the run): nothing is committed before it is."""
+        self._opening = opening
+
+    async def _database_ready(self) -> bool:
+        if self._opening is not None:
+            opened = await self._opening
+            if opened is None:
+                return False
+            self._engine, self._run_id = opened
+        return True
 
     async def run(self, queue: asyncio.Queue[Outcome | None]) -> None:
         """Take outcomes until None; commit every BATCH_SIZE of them or BATCH_SECONDS."""
@@ -134,6 +149,8 @@ class Writer:
             return
         if not self._to_delete and not self._orders_to_delete:
             return
+        if not await self._database_ready():
+            return
         if self._dry_run:
             self.counts.deleted += len(self._to_delete)
             self.order_counts.deleted += len(self._orders_to_delete)
@@ -142,6 +159,8 @@ class Writer:
                 + [Change("image", key, "deleted") for key in self._to_delete]
             )
             return
+        from mirror import store
+
         stored = await self._in_database(
             store.mark_deleted,
             image_ids=self._to_delete,
@@ -161,6 +180,10 @@ class Writer:
     async def _commit(self, batch: Batch) -> None:
         if not batch or isinstance(self._control.fatal, _DATABASE_GONE):
             return
+        if not await self._database_ready():
+            return
+        from mirror import store
+
         if self._engine is None:
             stored: Stored | None = store.compare_with_nothing(batch)
         else:
@@ -196,6 +219,10 @@ class Writer:
         """Run a store function in a worker thread, the sync lock checked first. A lost
         connection (server restarted, session killed) rolled the transaction back, so it is
         retried once on a new one; any other database error stops the run (None)."""
+        from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+        from mirror import db
+
         engine = self._engine
         assert engine is not None
         for attempt in (1, 2):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from mirror.standin import Fault, StandIn, record_for
 
@@ -654,3 +654,60 @@ def test_with_parents_fetches_the_parents_missing_from_the_mirror(
     again = sync(standin, database_url, "--with-parents", "--json")  # a source of its own
     assert json.loads(again.stdout)["requested"] == 1  # only the one still missing
     assert set(standin.state.requests) == {missing_parent}
+
+
+def test_a_sqlite_sync_sends_its_first_request_before_importing_sqlalchemy(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Start-up is what cron pays on every run: on a plain SQLite file the run takes its file
+    lock and fetches at once; SQLAlchemy and SQLModel are imported (and the database opened)
+    while the first requests are in flight. A probe in the real CLI's process records what was
+    imported when the first request was sent."""
+    probe = (
+        "import sys, atexit, mirror.api as api\n"
+        "seen = []\n"
+        "attempt = api.Fetcher._attempt\n"
+        "async def first(self, *a):\n"
+        "    if not seen:\n"
+        "        seen.append(sorted(m for m in ('sqlalchemy', 'sqlmodel') if m in sys.modules))\n"
+        "    return await attempt(self, *a)\n"
+        "api.Fetcher._attempt = first\n"
+        "atexit.register(lambda: print('PROBE', seen, file=sys.stderr))\n"
+        "from mirror.cli import main\n"
+        "sys.argv = ['autoenhance-mirror', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    ids = new_ids(3)
+    database = tmp_path / "mirror.db"
+    command = [sys.executable, "-c", probe, "sync", *ids, "--base-url", standin.url]
+    for _ in range(2):  # creating the schema, then an existing mirror
+        done = subprocess.run(
+            [*command, "--database-url", str(database)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "PROBE [[]]" in done.stderr
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 3
+        runs = connection.exec_driver_sql("SELECT status, inserted FROM sync_runs").all()
+    engine.dispose()
+    assert [tuple(r) for r in runs] == [("succeeded", 3), ("succeeded", 0)]
+
+
+def test_a_database_refused_after_the_first_requests_gets_nothing_written(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """When the plain SQLite file turns out unusable only once it is opened (here: our tables
+    without a migration stamp), the run stops with exit 3 and writes nothing."""
+    database = tmp_path / "mirror.db"
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE images (image_id TEXT PRIMARY KEY)")
+    result = sync(standin, str(database), *new_ids(20))
+    assert result.exit_code == 3, result.output
+    assert "has an `images` table but no migration stamp" in result.stderr
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 0
+        tables = connection.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+    engine.dispose()
+    assert "sync_runs" not in tables

@@ -21,9 +21,10 @@ from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 
 from mirror.config import parse_database_url
-from mirror.lock import ADVISORY_LOCK_KEY, sync_lock
+from mirror.lock import sync_lock
 from mirror.models import sync_runs_table
 from mirror.payload import content_hash
+from mirror.pg_lock import ADVISORY_LOCK_KEY
 from mirror.sample_account import SampleAccount
 from mirror.standin import LISTING, Fault, StandIn, record_for
 

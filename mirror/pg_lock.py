@@ -1,0 +1,138 @@
+"""The PostgreSQL sync lock: a session advisory lock on a connection of its own.
+
+Released when the connection closes, however the process ends. That session can also end
+under a live run (a server restart, `pg_terminate_backend`): `ensure_held` checks before every
+commit and takes the lock again, or stops the run if another sync has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from mirror.db import APPLICATION_NAME, describe_db_error
+from mirror.errors import DatabaseUnavailable, LockHeld
+from mirror.lock import HeldLock, held_message
+
+# pg_try_advisory_lock takes a bigint: a fixed key that names this application.
+ADVISORY_LOCK_KEY = 0x6175746F656E68  # "autoenh"
+
+
+class _AdvisoryLock(HeldLock):
+    """A session advisory lock on a connection of its own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def acquire(self) -> None:
+        """Take the lock on a new session; raises LockHeld if another session has it."""
+        connection = self._engine.connect()
+        try:
+            connection.execute(text(f"SET application_name = '{APPLICATION_NAME} (lock)'"))
+            acquired = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            ).scalar_one()
+            connection.commit()
+            if not acquired:
+                raise LockHeld(held_message(_postgres_holder(connection)))
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def ensure_held(self) -> str | None:
+        connection = self._connection
+        if connection is not None:
+            try:
+                # The lock lives as long as its session: a session that still answers holds it.
+                connection.execute(text("SELECT 1")).scalar_one()
+                connection.commit()
+                return None
+            except SQLAlchemyError:
+                connection.invalidate()
+                connection.close()
+                self._connection = None
+        try:
+            self.acquire()
+        except LockHeld as exc:
+            raise LockHeld(
+                f"this run lost its sync lock (its database session ended: a server restart "
+                f"or a terminated session) and another sync took it; stopped before writing "
+                f"more, what was committed is kept. {exc}"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(describe_db_error(self._engine.url, exc)) from None
+        return "the sync lock's database session ended (server restart?); lock taken again"
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.commit()
+        except SQLAlchemyError:
+            connection.invalidate()  # closing the session releases the lock anyway
+        finally:
+            connection.close()
+
+
+@contextmanager
+def advisory_lock(engine: Engine) -> Iterator[HeldLock]:
+    held = _AdvisoryLock(engine)
+    try:
+        held.acquire()
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseUnavailable(describe_db_error(engine.url, exc)) from None
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+def _postgres_holder(connection: Connection) -> str:
+    row = connection.execute(
+        text(
+            "SELECT a.pid, a.client_addr, a.backend_start, a.application_name "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+        ),
+        {"key": ADVISORY_LOCK_KEY},
+    ).first()
+    connection.commit()
+    if row is None:
+        session = "a session that has just ended"
+    else:
+        client = row.client_addr or "a local socket"
+        started = row.backend_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        session = (
+            f"{row.application_name or 'a session'} from {client} "
+            f"(server pid {row.pid}, connected {started})"
+        )
+    run = _running_run(connection)
+    return f"{run}, {session}" if run else session
+
+
+def _running_run(connection: Connection) -> str | None:
+    """The newest run still marked running, as the holder's own words (pid, host, start)."""
+    try:
+        row = connection.execute(
+            text(
+                "SELECT id, pid, host, started_at FROM sync_runs "
+                "WHERE status = 'running' ORDER BY id DESC LIMIT 1"
+            )
+        ).first()
+        connection.commit()
+    except SQLAlchemyError:
+        connection.rollback()  # no sync_runs table yet: the holder is still migrating
+        return None
+    if row is None:
+        return None
+    return f"run {row.id} (pid {row.pid} on {row.host}, started {row.started_at})"
