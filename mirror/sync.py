@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
@@ -56,6 +57,7 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 UNREACHABLE_AFTER = 3
 # A LateDatabase is opened once the first request is answered, or after this many seconds.
 LATE_OPEN_AFTER = 0.25
+LATE_OPEN_SWITCH_INTERVAL = 0.0005  # seconds (CPython's default is 0.005)
 # --with-parents follows parent_image_id this many generations at most (restaged from restaged).
 MAX_PARENT_GENERATIONS = 10
 
@@ -405,11 +407,17 @@ class _Run:
         beside it would hold up the very request the early start is for."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.fetcher.first_answer.wait(), LATE_OPEN_AFTER)
+        # The imports hold the GIL for half a second: hand it over more often meanwhile, so
+        # the event loop keeps answering the requests in flight.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(LATE_OPEN_SWITCH_INTERVAL)
         try:
             engine, run_id = await asyncio.to_thread(self._open_database, late)
         except MirrorError as exc:
             self.control.abort(exc)
             return None
+        finally:
+            sys.setswitchinterval(switch_interval)
         self.engine, self.run_id = engine, run_id
         return engine, run_id
 
