@@ -300,6 +300,7 @@ class Fetcher:
         self._backoff_base = backoff_base
         self.requests = 0
         self.first_answer = asyncio.Event()  # set when the run's first request has ended
+        self.first_answer_seconds: float | None = None  # how long that request took
 
     async def fetch(self, transport: Transport, target: Target) -> FetchResult:
         """GET the target, retrying what is retryable. Raises ApiKeyRejected on 401/403,
@@ -325,12 +326,13 @@ class Fetcher:
         """One request. Returns the result and, when it may be retried, the minimum wait."""
         await self._limiter.acquire()
         self.requests += 1
+        sent = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 response = await transport.get(target.path, target.max_body)
-            self.first_answer.set()
+            self._answered_after(sent)
         except TimeoutError:
-            self.first_answer.set()
+            self._answered_after(sent)
             return target.failure("timeout", f"no response within {self._timeout:g} s"), 0.0
         except ConnectFailed as exc:
             if self._reachability is not None:
@@ -344,6 +346,11 @@ class Fetcher:
             return target.failure("connection", f"connection lost: {exc}"), 0.0
         self._answered()
         return _interpret(target, response)
+
+    def _answered_after(self, sent: float) -> None:
+        if not self.first_answer.is_set():
+            self.first_answer_seconds = time.monotonic() - sent
+            self.first_answer.set()
 
     def _answered(self) -> None:
         if self._reachability is not None:

@@ -56,6 +56,8 @@ CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
 UNREACHABLE_AFTER = 3
 # A LateDatabase is opened once the first request is answered, or after this many seconds.
 LATE_OPEN_AFTER = 0.25
+# ... in a thread beside the requests when the first answer took at least this long (s).
+LATE_OPEN_OVERLAP_LATENCY = 0.005
 # --with-parents follows parent_image_id this many generations at most (restaged from restaged).
 MAX_PARENT_GENERATIONS = 10
 
@@ -402,14 +404,18 @@ class _Run:
         """Open the database, migrate it and create the run row; on failure the run stops
         (nothing was written) and None is returned.
 
-        Done once the first request has been answered (or after LATE_OPEN_AFTER), on the
-        event loop itself: the requests then in flight are answered meanwhile and read
-        afterwards. (In a thread beside the loop the imports' GIL contention cost more CPU
-        than the overlap saved: +10 % on a CPU-bound run.)"""
+        Started once the first request has been answered (or after LATE_OPEN_AFTER). When
+        answers take a while, in a worker thread, so that requests keep flowing during the
+        imports; when they come at once there is nothing to overlap, and the imports' GIL
+        contention beside the loop would only cost CPU (+10 % measured): on the loop then."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.fetcher.first_answer.wait(), LATE_OPEN_AFTER)
+        answered_after = self.fetcher.first_answer_seconds
         try:
-            engine, run_id = self._open_database(late)
+            if answered_after is None or answered_after >= LATE_OPEN_OVERLAP_LATENCY:
+                engine, run_id = await asyncio.to_thread(self._open_database, late)
+            else:
+                engine, run_id = self._open_database(late)
         except MirrorError as exc:
             self.control.abort(exc)
             return None
