@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -28,7 +27,6 @@ from mirror.config import (
     Redactor,
     check_base_url,
     check_header_value,
-    check_sqlite_path,
     masked,
     parse_database_url,
     plain_sqlite_path,
@@ -300,7 +298,6 @@ def sync(
     """
     from mirror.api import ApiSettings
     from mirror.ids import IdSource, collect_ids, collect_order_ids
-    from mirror.schema import refuse_unknown_sqlite_revision
     from mirror.selections import Selection, parse_duration
     from mirror.sync import LateDatabase, SyncOptions
 
@@ -341,14 +338,10 @@ def sync(
     if plain is not None and not dry_run and not selection:
         # A plain SQLite file: lock it and start fetching at once; SQLAlchemy is imported and
         # the database opened while the first requests are in flight (cron's start-up).
-        shown = f"sqlite:///{plain}"
-        ctx.meta["redact"] = Redactor([api_key])
-        ctx.meta["masked_url"] = shown
-        check_sqlite_path(Path(plain), shown)
-        refuse_unknown_sqlite_revision(Path(plain))
-        engine = LateDatabase(
-            Path(plain), shown, functools.partial(open_engine, ctx, database_url, api_key)
+        engine = LateDatabase.checked(
+            plain, functools.partial(open_engine, ctx, database_url, api_key)
         )
+        ctx.meta["masked_url"] = engine.shown
     else:
         engine = open_engine(ctx, database_url, api_key)
     options = SyncOptions(

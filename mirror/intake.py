@@ -1,6 +1,7 @@
 """Between the fetch stage and the writer: each result classified (`classify.py`) and put on
 the writer's queue, every image and order once whichever sources name it, and the run's plan
-(how many images and orders it tries) kept current for the counts and the deletion guards.
+(how many images and orders it tries, which the counts and the deletion guards read) kept
+current.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from mirror.classify import classify, classify_order
 from mirror.order_payload import EmbeddedFailure, ListedOrderFailure, OrderRow
 from mirror.outcomes import Failure, Outcome
 from mirror.payload import ImageRow
-from mirror.writer import Writer
 
 
 @dataclass
@@ -51,14 +51,12 @@ class Intake:
         *,
         queue: asyncio.Queue[Outcome | None],
         plan: RunPlan,
-        writer: Writer,
         on_start: Callable[[int], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self._queue = queue
         self.plan = plan
-        self._writer = writer
         self._on_start = on_start
         self._on_progress = on_progress
         self._on_warning = on_warning
@@ -109,8 +107,6 @@ class Intake:
         plan = self.plan
         plan.images += images
         plan.orders += orders
-        self._writer.guard.requested = plan.images
-        self._writer.order_guard.requested = plan.orders
         if images > 0 and self._on_start is not None:
             self._on_start(plan.images)
 

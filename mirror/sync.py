@@ -31,7 +31,7 @@ from mirror.api import (
     Target,
     TransportFactory,
 )
-from mirror.config import Redactor
+from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, Interrupted, MirrorError
 from mirror.fetching import fetch_worker
@@ -41,6 +41,7 @@ from mirror.listing import Listing
 from mirror.lock import HeldLock, sqlite_file_lock, sync_lock
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
 from mirror.ratelimit import RateLimiter
+from mirror.schema import refuse_unknown_sqlite_revision
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
@@ -65,13 +66,24 @@ MAX_PARENT_GENERATIONS = 10
 @dataclass(frozen=True)
 class LateDatabase:
     """A SQLite database opened while the run's first requests are in flight: its file lock
-    is taken first (no SQLAlchemy needed), then `open` makes the engine in a worker thread,
-    importing SQLAlchemy and SQLModel (half a second) meanwhile, and the run row is created
-    before the first commit. Cron pays start-up on every run; this hides most of it."""
+    is taken first (no SQLAlchemy needed), then, once the first answer is in, `open` makes
+    the engine (importing SQLAlchemy and SQLModel, half a second) and the run row is created
+    before the first commit. Cron pays start-up on every run; this moves it off the path to
+    the first request."""
 
     path: Path
     shown: str  # as the user may see it, e.g. sqlite:///autoenhance-mirror.db
     open: Callable[[], Engine]
+
+    @classmethod
+    def checked(cls, path: str, open: Callable[[], Engine]) -> LateDatabase:
+        """The SQLite file at `path`, checked as far as it can be without SQLAlchemy: its
+        directory exists, it is a SQLite file or nothing yet, its schema stamp is one this
+        code knows. Raises DatabaseUnavailable or SchemaMismatch before any request."""
+        shown = f"sqlite:///{path}"
+        check_sqlite_path(Path(path), shown)
+        refuse_unknown_sqlite_revision(Path(path))
+        return cls(Path(path), shown, open)
 
 
 @dataclass(frozen=True)
@@ -316,8 +328,8 @@ class _Run:
             lock=lock,
             run_id=run_id,
             dry_run=options.dry_run,
-            guard=DeletionGuard(plan.images, base_url, options.max_deletes),
-            order_guard=DeletionGuard(plan.orders, base_url, options.max_deletes, "orders"),
+            guard=DeletionGuard(lambda: plan.images, base_url, options.max_deletes),
+            order_guard=DeletionGuard(lambda: plan.orders, base_url, options.max_deletes, "orders"),
             control=self.control,
             on_warning=on_warning,
         )
@@ -339,7 +351,6 @@ class _Run:
         self.intake = Intake(
             queue=self._queue,
             plan=plan,
-            writer=self.writer,
             on_start=on_start,
             on_progress=on_progress,
             on_warning=on_warning,
@@ -371,7 +382,7 @@ class _Run:
         control = self.control
         with _signals_handled_by(control.interrupt):
             opening = None
-            if self.late is not None:  # opened in a thread while the first requests go out
+            if self.late is not None:  # opened while the first requests go out
                 opening = asyncio.create_task(self._open_late(self.late))
                 self.writer.opened_by(opening)
             try:

@@ -41,13 +41,17 @@ _T = TypeVar("_T")
 @dataclass
 class DeletionGuard:
     """How many mirrored images (or orders) a run may mark deleted (`--max-deletes`, or the
-    default rule: 10 % of the requested ones, at least 10). `requested` grows while a
-    listing finds more."""
+    default rule: 10 % of the requested ones, at least 10). `requested_now` reads the run's
+    plan, which grows while a listing finds more."""
 
-    requested: int
+    requested_now: Callable[[], int]
     base_url: str
     max_deletes: int | None = None
     noun: str = "images"
+
+    @property
+    def requested(self) -> int:
+        return self.requested_now()
 
     @property
     def limit(self) -> int:

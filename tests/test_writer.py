@@ -27,7 +27,7 @@ from mirror.writer import DeletionGuard, Writer
 def test_the_deletion_guard_allows_10_percent_at_least_10_or_max_deletes(
     requested: int, max_deletes: int | None, limit: int
 ) -> None:
-    assert DeletionGuard(requested, "http://api", max_deletes).limit == limit
+    assert DeletionGuard(lambda: requested, "http://api", max_deletes).limit == limit
 
 
 def row_for(image_id: str) -> Outcome:
@@ -52,10 +52,11 @@ def test_outcomes_are_written_and_404s_of_mirrored_images_held_back(tmp_path: Pa
     control = RunControl()
 
     def writer(requested: int) -> Writer:
-        guard = DeletionGuard(requested, "http://api")
+        guard = DeletionGuard(lambda: requested, "http://api")
         return Writer(
             engine=engine, lock=HeldLock(), run_id=None, dry_run=False, guard=guard,
-            order_guard=DeletionGuard(0, "http://api.invalid", noun="orders"), control=control,
+            order_guard=DeletionGuard(lambda: 0, "http://api.invalid", noun="orders"),
+            control=control,
         )  # fmt: skip
 
     first = writer(13)
