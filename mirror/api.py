@@ -37,6 +37,8 @@ from mirror.outcomes import Failure, FailureKind, Subject
 from mirror.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx  # imported at run time only when a proxy needs it
 
 USER_AGENT = f"autoenhance-mirror/{__version__} (+https://pypi.org/project/autoenhance-mirror/)"
@@ -302,12 +304,15 @@ class Fetcher:
         self.first_answer = asyncio.Event()  # set when the run's first request has ended
         self.first_answer_seconds: float | None = None  # how long that request took
 
-    async def fetch(self, transport: Transport, target: Target) -> FetchResult:
+    async def fetch(
+        self, transport: Transport, target: Target, *, on_send: Callable[[], None] | None = None
+    ) -> FetchResult:
         """GET the target, retrying what is retryable. Raises ApiKeyRejected on 401/403,
-        ApiUnreachable when the run's first attempts all failed to connect."""
+        ApiUnreachable when the run's first attempts all failed to connect. `on_send` is
+        called as each attempt goes out (its bytes are written before the loop next runs)."""
         attempt = 0
         while True:
-            result, retry_after = await self._attempt(transport, target)
+            result, retry_after = await self._attempt(transport, target, on_send)
             if isinstance(result, Fetched) or retry_after is None or attempt >= self._retries:
                 return result
             attempt += 1
@@ -321,12 +326,14 @@ class Fetcher:
         return max(exponential / 2 + random.uniform(0, exponential / 2), retry_after)
 
     async def _attempt(
-        self, transport: Transport, target: Target
+        self, transport: Transport, target: Target, on_send: Callable[[], None] | None
     ) -> tuple[FetchResult, float | None]:
         """One request. Returns the result and, when it may be retried, the minimum wait."""
         await self._limiter.acquire()
         self.requests += 1
         sent = time.monotonic()
+        if on_send is not None:
+            on_send()
         try:
             async with asyncio.timeout(self._timeout):
                 response = await transport.get(target.path, target.max_body)

@@ -36,7 +36,12 @@ async def fetch_worker(
 
 
 async def fetch_one(
-    target: Target, *, fetcher: Fetcher, transport: Transport, control: RunControl
+    target: Target,
+    *,
+    fetcher: Fetcher,
+    transport: Transport,
+    control: RunControl,
+    on_send: Callable[[], None] | None = None,
 ) -> FetchResult | None:
     """Fetch one target in the run's way (cancelled by a stop); None when the run stopped.
 
@@ -44,7 +49,7 @@ async def fetch_one(
     """
     if control.stopping:
         return None
-    request = asyncio.ensure_future(fetcher.fetch(transport, target))
+    request = asyncio.ensure_future(fetcher.fetch(transport, target, on_send=on_send))
     control.track(request)
     try:
         await asyncio.wait({request})

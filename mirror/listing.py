@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from mirror.api import Fetched, Fetcher, FetchResult, Target, Transport, TransportFactory
 from mirror.classify import classify_page
@@ -48,10 +49,10 @@ class Listing:
         pages."""
         transport = self._transports()
         tokens: set[str] = set()
-        request: asyncio.Task[FetchResult | None] | None = self._page(transport, None)
+        request: _PageRequest | None = self._page(transport, None)
         pages = 0
         while request is not None:
-            result = await request
+            result = await request.answer
             if result is None:
                 return  # the run stopped
             pages += 1
@@ -59,6 +60,8 @@ class Listing:
             request = None
             if guess is not None and guess not in tokens and pages < MAX_LISTING_PAGES:
                 request = self._page(transport, guess)
+                # Parsing a page takes milliseconds of the loop: let the request out first.
+                await _sent(request)
             page = classify_page(result)
             if isinstance(page, Failure):
                 await self._on_failure(page)  # the listing is incomplete
@@ -66,7 +69,7 @@ class Listing:
             token = page.next_offset
             if request is None or token != guess:  # no guess, or a wrong one
                 if request is not None:
-                    request.cancel()
+                    request.answer.cancel()
                     transport = self._transports()  # the cancelled one may be mid-answer
                 request = None
                 if token is not None:
@@ -77,22 +80,43 @@ class Listing:
             if token is not None:
                 tokens.add(token)
             for body in page.orders:
-                # Yield to the loop between orders: the next page's request goes out now,
-                # not after this page is mapped (putting into a free queue never yields).
+                # Yield to the loop between orders, so the next page is read as it arrives
+                # (putting into a free queue never yields).
                 await asyncio.sleep(0)
                 await self._on_order(listed_order(body))
             if request is None and not self._control.stopping:
                 self.complete = True
 
-    def _page(self, transport: Transport, token: str | None) -> asyncio.Task[FetchResult | None]:
-        return asyncio.create_task(
+    def _page(self, transport: Transport, token: str | None) -> _PageRequest:
+        sent = asyncio.get_running_loop().create_future()
+
+        def on_send() -> None:
+            if not sent.done():
+                sent.set_result(None)
+
+        request = asyncio.create_task(
             fetch_one(
                 Target.listing_page(token),
                 fetcher=self._fetcher,
                 transport=transport,
                 control=self._control,
+                on_send=on_send,
             )
         )
+        return _PageRequest(request, sent)
+
+
+class _PageRequest(NamedTuple):
+    """A page in flight, and a future done once its request has gone out."""
+
+    answer: asyncio.Task[FetchResult | None]
+    sent: asyncio.Future[None]
+
+
+async def _sent(request: _PageRequest) -> None:
+    """Until the request is on its way (or over: a stopped run never sends it)."""
+    pending: set[asyncio.Future[Any]] = {request.answer, request.sent}
+    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
 
 def _runaway(repeated: bool, pages: int) -> ListingRunaway:
