@@ -1,4 +1,5 @@
-"""The mirror's tables: `images`, `orders`, `sync_runs`, `sync_failures` (spec §4, §7).
+"""The mirror's tables: `images`, `image_versions`, `orders`, `sync_runs`, `sync_failures`
+(spec §4, §7, §8).
 
 Column names of `images` are the API's field names, so SQL reads like the API docs.
 """
@@ -8,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -128,6 +139,67 @@ class Image(SQLModel, table=True):
     deleted_at: datetime | None = _timestamp(nullable=True)
 
 
+class ImageVersion(SQLModel, table=True):
+    """One row per version of an image the mirror has seen (spec §8): the API-derived
+    columns of `images` as they were from `valid_from` until `valid_to` (NULL: current).
+
+    Written in the transaction that writes the `images` row; an unchanged fetch writes none.
+    """
+
+    __tablename__ = "image_versions"
+    __table_args__ = (
+        Index("ix_image_versions_image_id_valid_from", "image_id", "valid_from"),
+        Index("ix_image_versions_status_valid_from", "status", "valid_from"),
+        # At most one open version per image, enforced by the database itself.
+        Index(
+            "uq_image_versions_open",
+            "image_id",
+            unique=True,
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    image_id: str = Field(sa_column=Column(Text, ForeignKey("images.image_id"), nullable=False))
+    # The run that wrote it; NULL for versions opened by the migration that added the table.
+    run_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=True)
+    )
+    valid_from: datetime = _timestamp(nullable=False)
+    valid_to: datetime | None = _timestamp(nullable=True)
+
+    ai_version: str | None = _text()
+    cloud_type: str | None = _text()
+    date_added: int | None = _bigint()
+    date_added_at: datetime | None = _timestamp(nullable=True)
+    downloaded: bool | None = _bool()
+    enhance: bool | None = _bool()
+    enhance_type: str | None = _text()
+    finetune_settings: Any = _json()
+    image_name: str | None = _text()
+    lens_correction: bool | None = _bool()
+    order_id: str | None = _text()
+    parent_image_id: str | None = _text()
+    preset_id: str | None = _text()
+    privacy: bool | None = _bool()
+    rating: int | None = _bigint()
+    restage: Any = _json()
+    scene: str | None = _text()
+    sky_replacement: bool | None = _bool()
+    status: str | None = _text()
+    status_reason: str | None = _text()
+    upscale: bool | None = _bool()
+    user_id: str | None = _text()
+    vertical_correction: bool | None = _bool()
+    window_pull_type: str | None = _text()
+    extra: Any = Field(default=None, sa_column=Column(JSONDocument, nullable=False))
+    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class Order(SQLModel, table=True):
     """One row per order: the latest state the API reported (its images are `images` rows
     whose order_id is this one), plus the same bookkeeping as images."""
@@ -208,6 +280,7 @@ class SyncFailure(SQLModel, table=True):
 
 
 images_table = Image.__table__  # type: ignore[attr-defined]
+image_versions_table = ImageVersion.__table__  # type: ignore[attr-defined]
 orders_table = Order.__table__  # type: ignore[attr-defined]
 sync_runs_table = SyncRun.__table__  # type: ignore[attr-defined]
 sync_failures_table = SyncFailure.__table__  # type: ignore[attr-defined]

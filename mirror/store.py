@@ -23,7 +23,12 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.batch import Batch, Stored
 from mirror.db import sqlite_busy_timeout
-from mirror.models import images_table, sync_failures_table, sync_runs_table
+from mirror.models import (
+    image_versions_table,
+    images_table,
+    sync_failures_table,
+    sync_runs_table,
+)
 from mirror.order_store import apply_orders, mark_orders_deleted
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
@@ -277,6 +282,8 @@ def apply_batch(
             connection.exec_driver_sql(
                 sql.upsert, [sql.upsert_params(row, stamp) for row in to_upsert]
             )
+            replaced = [row.image_id for row in to_upsert if row.image_id in known]
+            _open_versions(connection, sql, to_upsert, replaced, stamp, run_id)
         if still_unchanged:
             ids = [row.image_id for row in still_unchanged]
             connection.exec_driver_sql(sql.touch, sql.ids_params(ids, stamp))
@@ -305,11 +312,29 @@ def mark_deleted(
         if image_ids:
             stamp = sql.timestamp(now)
             connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(image_ids, stamp))
+            connection.exec_driver_sql(sql.close_versions, sql.ids_params(image_ids, stamp))
         if order_ids:
             mark_orders_deleted(connection, order_ids, now)
         if run_id is not None:
             _add_to_run(connection, run_id, stored.counts, stored.order_counts)
     return stored
+
+
+def _open_versions(
+    connection: Connection,
+    sql: _Statements,
+    rows: Sequence[ImageRow],
+    replaced: Sequence[str],
+    stamp: Any,
+    run_id: int | None,
+) -> None:
+    """History (spec §8): close the open versions of the `replaced` images (changed, or back
+    after a deletion), then open one version per row, as of `stamp`."""
+    if replaced:
+        connection.exec_driver_sql(sql.close_versions, sql.ids_params(replaced, stamp))
+    connection.exec_driver_sql(
+        sql.insert_version, [sql.version_params(row, stamp, run_id) for row in rows]
+    )
 
 
 def _record_failures(
@@ -349,6 +374,9 @@ class _Statements:
     touch: str  # moves last_synced_at of the given images
     touch_unchanged: str  # the same, only where the content_hash is equal; RETURNING them
     mark_deleted: str
+    insert_version: str  # opens a version in image_versions
+    insert_version_order: tuple[str, ...] | None
+    close_versions: str  # closes the open versions of the given images
 
     def timestamp(self, value: datetime) -> Any:
         # What SQLAlchemy's DateTime stores on SQLite (naive UTC text); aware on Postgres.
@@ -357,12 +385,7 @@ class _Statements:
         return value
 
     def upsert_params(self, row: ImageRow, stamp: Any) -> Any:
-        values = dict(row.columns)
-        for name in JSON_COLUMNS:
-            value = values[name]
-            values[name] = None if value is None else json_text(value)
-        if values["date_added_at"] is not None:
-            values["date_added_at"] = self.timestamp(values["date_added_at"])
+        values = self._content(row)
         values.update(
             image_id=row.image_id,
             first_synced_at=stamp,
@@ -370,9 +393,22 @@ class _Statements:
             last_changed_at=stamp,
             deleted_at=None,
         )
-        if self.upsert_order is None:
-            return values
-        return tuple(values[name] for name in self.upsert_order)
+        return _in_order(values, self.upsert_order)
+
+    def version_params(self, row: ImageRow, stamp: Any, run_id: int | None) -> Any:
+        values = self._content(row)
+        values.update(image_id=row.image_id, run_id=run_id, valid_from=stamp)
+        return _in_order(values, self.insert_version_order)
+
+    def _content(self, row: ImageRow) -> dict[str, Any]:
+        """The row's API-derived columns as the driver takes them."""
+        values = dict(row.columns)
+        for name in JSON_COLUMNS:
+            value = values[name]
+            values[name] = None if value is None else json_text(value)
+        if values["date_added_at"] is not None:
+            values["date_added_at"] = self.timestamp(values["date_added_at"])
+        return values
 
     def touch_params(self, rows: Sequence[ImageRow], stamp: Any) -> Any:
         ids = [row.image_id for row in rows]
@@ -390,6 +426,11 @@ class _Statements:
 
 
 JSON_COLUMNS = ("finetune_settings", "restage", "extra")
+
+
+def _in_order(values: dict[str, Any], order: tuple[str, ...] | None) -> Any:
+    """Named parameters, or positional ones in `order` (sqlite3)."""
+    return values if order is None else tuple(values[name] for name in order)
 
 
 @functools.cache
@@ -412,6 +453,10 @@ def _statements(dialect: Dialect) -> _Statements:
     )
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positiontup else None
+    version_columns = ["image_id", "run_id", "valid_from", *CONTENT_COLUMNS]
+    version = insert(image_versions_table).values({name: None for name in version_columns})
+    compiled_version = version.compile(dialect=dialect)
+    version_order = tuple(compiled_version.positiontup) if compiled_version.positiontup else None
     return _Statements(
         dialect=dialect.name,
         touch_first=dialect.name == "postgresql",
@@ -429,6 +474,11 @@ def _statements(dialect: Dialect) -> _Statements:
         ),
         mark_deleted=(
             f"UPDATE images SET deleted_at = COALESCE(deleted_at, {now}) WHERE image_id {ids}"
+        ),
+        insert_version=str(compiled_version),
+        insert_version_order=version_order,
+        close_versions=(
+            f"UPDATE image_versions SET valid_to = {now} WHERE image_id {ids} AND valid_to IS NULL"
         ),
     )
 

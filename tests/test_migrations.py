@@ -121,6 +121,19 @@ def test_upgrade_creates_exactly_the_specified_schema(database_url: str, engine:
     }
     [fk] = inspector.get_foreign_keys("sync_failures")
     assert fk["referred_table"] == "sync_runs"
+    version_columns = {c["name"] for c in inspector.get_columns("image_versions")}
+    content = IMAGE_COLUMNS - {"first_synced_at", "last_synced_at", "last_changed_at", "deleted_at"}
+    assert version_columns == content | {"id", "run_id", "valid_from", "valid_to"}
+    version_indexes = {ix["name"]: ix for ix in inspector.get_indexes("image_versions")}
+    assert version_indexes["ix_image_versions_image_id_valid_from"]["column_names"] == [
+        "image_id",
+        "valid_from",
+    ]
+    assert version_indexes["ix_image_versions_status_valid_from"]["column_names"] == [
+        "status",
+        "valid_from",
+    ]
+    assert version_indexes["uq_image_versions_open"]["unique"]
     if engine.dialect.name == "postgresql":
         types = {name: str(c["type"]) for name, c in columns.items()}
         assert types["extra"] == types["restage"] == types["finetune_settings"] == "JSONB"
@@ -148,9 +161,9 @@ def test_models_and_migrations_agree(database_url: str, engine: Engine) -> None:
 def test_downgrade_base_then_upgrade_head(database_url: str, engine: Engine) -> None:
     assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
     current = run_cli("db", "current", "--database-url", database_url)
-    assert current.stdout.strip() == f"0004 (head) at {masked(parse_database_url(database_url))}"
+    assert current.stdout.strip() == f"0005 (head) at {masked(parse_database_url(database_url))}"
 
-    for unconfirmed in ("base", "-4"):
+    for unconfirmed in ("base", "-5"):
         refused = run_cli("db", "downgrade", "--database-url", database_url, "--", unconfirmed)
         assert refused.exit_code == 2, refused.output
         assert "add --yes" in refused.stderr
@@ -212,7 +225,7 @@ def test_orders_migration_keeps_every_row_and_downgrades_cleanly(
             ),
             {"i": ids[2], "t": stamp},
         )
-    assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
+    assert run_cli("db", "upgrade", "0004", "--database-url", database_url).exit_code == 0
     with engine.connect() as connection:
         assert schema_state(connection).current == "0004"
         images = connection.exec_driver_sql("SELECT count(*) FROM images").scalar()
@@ -237,6 +250,65 @@ def test_orders_migration_keeps_every_row_and_downgrades_cleanly(
         kept = connection.exec_driver_sql("SELECT image_id FROM sync_failures").all()
         assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 2
     assert [tuple(f) for f in kept] == [(ids[2],)]
+
+
+def test_history_migration_opens_a_version_per_image_and_downgrades_cleanly(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """0004 → 0005 on a mirror written under 0004: one version per image as it is now, from
+    its last_changed_at; closed at deleted_at for an image deleted upstream. Back to 0004
+    drops the history and keeps every image."""
+    assert run_cli("db", "upgrade", "0004", "--database-url", database_url).exit_code == 0
+    live, gone = new_ids(2)
+    deleted_at = "2026-11-03 10:00:00"
+    with engine.begin() as connection:
+        for image_id, status, deleted in ((live, "processed", None), (gone, "error", deleted_at)):
+            connection.execute(
+                text(
+                    "INSERT INTO images (image_id, status, restage, extra, content_hash, "
+                    "first_synced_at, last_synced_at, last_changed_at, deleted_at) "
+                    "VALUES (:i, :s, :r, '{\"x\": 1}', :h, :t0, :t2, :t1, :d)"
+                ),
+                {
+                    "i": image_id,
+                    "s": status,
+                    "r": '{"room": "kitchen"}',
+                    "h": "h-" + status,
+                    "t0": "2026-11-01 10:00:00",
+                    "t1": "2026-11-02 10:00:00",
+                    "t2": "2026-11-03 10:00:00",
+                    "d": deleted,
+                },
+            )
+    assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
+    with engine.connect() as connection:
+        versions = connection.execute(
+            text(
+                "SELECT image_id, run_id, status, content_hash, valid_from, valid_to, restage, "
+                "extra FROM image_versions ORDER BY status DESC"
+            )
+        ).all()
+    assert [(v.image_id, v.run_id, v.status, v.content_hash) for v in versions] == [
+        (live, None, "processed", "h-processed"),
+        (gone, None, "error", "h-error"),
+    ]
+    opened, closed = versions
+    assert str(opened.valid_from)[:19] == "2026-11-02 10:00:00" and opened.valid_to is None
+    assert str(closed.valid_to)[:19] == "2026-11-03 10:00:00"
+    restage = opened.restage if isinstance(opened.restage, dict) else json.loads(opened.restage)
+    assert restage == {"room": "kitchen"}
+
+    # The next run carries on from the migrated history.
+    standin.state.missing.add(gone)
+    assert run_cli(*_sync_args(standin, database_url), live, gone).exit_code == 0
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM image_versions").scalar() == 3
+
+    down = run_cli("db", "downgrade", "0004", "--database-url", database_url)
+    assert down.exit_code == 0, down.output
+    assert "image_versions" not in inspect(engine).get_table_names()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 2
 
 
 def _sync_args(standin: StandIn, database_url: str) -> list[str]:
