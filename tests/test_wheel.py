@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from helpers import REPO, new_ids
 
+from mirror.schema import SCHEMA_HEAD
 from mirror.standin import StandIn
 
 
@@ -105,7 +106,7 @@ def test_wheel_ships_migrations_and_runs_from_anywhere(
     upgraded = run(installed, tmp_path, "db", "upgrade", "--database-url", database_url)
     assert upgraded.returncode == 0, upgraded.stderr
     current = run(installed, tmp_path, "db", "current", "--database-url", database_url).stdout
-    assert current.startswith("0004 (head) at ")
+    assert current.startswith(f"{SCHEMA_HEAD} (head) at ")
 
     ids = new_ids(3)
     env = {"MIRROR_DATABASE_URL": database_url, "AUTOENHANCE_BASE_URL": standin.url}
