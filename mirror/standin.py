@@ -207,10 +207,6 @@ class StandInState:
             "max_per_second": self.max_per_second(),
             "max_in_flight": self.max_in_flight,
             "paths": dict(self.paths),
-            # time.monotonic() of the first and last API request: a benchmark on this
-            # machine can tell start-up and shutdown from the requests between them.
-            "first_arrival": self.times[0] if self.times else None,
-            "last_arrival": self.times[-1] if self.times else None,
         }
 
     def reset(self) -> None:

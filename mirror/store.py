@@ -23,11 +23,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.batch import Batch, Stored
 from mirror.db import sqlite_busy_timeout
-from mirror.models import (
-    images_table,
-    sync_failures_table,
-    sync_runs_table,
-)
+from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
@@ -281,11 +277,12 @@ def apply_batch(
             connection.exec_driver_sql(
                 sql.upsert, [sql.upsert_params(row, stamp) for row in to_upsert]
             )
-            replaced = [row.image_id for row in to_upsert if row.image_id in known]
-            _open_versions(connection, sql, to_upsert, replaced, stamp, run_id)
+            written = [row.image_id for row in to_upsert]
+            replaced = [image_id for image_id in written if image_id in known]
+            _open_versions(connection, sql, written, replaced, stamp, run_id)
         if still_unchanged:
             ids = [row.image_id for row in still_unchanged]
-            connection.exec_driver_sql(sql.touch, sql.ids_params(ids, stamp))
+            connection.exec_driver_sql(sql.touch, sql.ids_params(ids, now=stamp))
         if failures and run_id is not None:
             _record_failures(connection, run_id, failures, now)
         if run_id is not None:
@@ -310,8 +307,9 @@ def mark_deleted(
         sql = _statements(connection.dialect)
         if image_ids:
             stamp = sql.timestamp(now)
-            connection.exec_driver_sql(sql.mark_deleted, sql.ids_params(image_ids, stamp))
-            connection.exec_driver_sql(sql.close_versions, sql.ids_params(image_ids, stamp))
+            deleted = sql.ids_params(image_ids, now=stamp)
+            connection.exec_driver_sql(sql.mark_deleted, deleted)
+            connection.exec_driver_sql(sql.close_versions, deleted)
         if order_ids:
             mark_orders_deleted(connection, order_ids, now)
         if run_id is not None:
@@ -322,18 +320,17 @@ def mark_deleted(
 def _open_versions(
     connection: Connection,
     sql: _Statements,
-    rows: Sequence[ImageRow],
+    written: Sequence[str],
     replaced: Sequence[str],
     stamp: Any,
     run_id: int | None,
 ) -> None:
     """History (spec §8): close the open versions of the `replaced` images (changed, or back
-    after a deletion), then open one version per row, copied from the `images` row just
-    written (one statement: binding every column again per row cost 15 % of a sync's CPU)."""
+    after a deletion), then open one version per `written` image, copied from its `images`
+    row (one statement: binding every column again per row cost 15 % of a sync's CPU)."""
     if replaced:
-        connection.exec_driver_sql(sql.close_versions, sql.ids_params(replaced, stamp))
-    ids = [row.image_id for row in rows]
-    connection.exec_driver_sql(sql.open_versions, sql.open_versions_params(ids, run_id))
+        connection.exec_driver_sql(sql.close_versions, sql.ids_params(replaced, now=stamp))
+    connection.exec_driver_sql(sql.open_versions, sql.ids_params(written, run_id=run_id))
 
 
 def _record_failures(
@@ -383,7 +380,12 @@ class _Statements:
         return value
 
     def upsert_params(self, row: ImageRow, stamp: Any) -> Any:
-        values = self._content(row)
+        values = dict(row.columns)
+        for name in JSON_COLUMNS:
+            value = values[name]
+            values[name] = None if value is None else json_text(value)
+        if values["date_added_at"] is not None:
+            values["date_added_at"] = self.timestamp(values["date_added_at"])
         values.update(
             image_id=row.image_id,
             first_synced_at=stamp,
@@ -391,22 +393,9 @@ class _Statements:
             last_changed_at=stamp,
             deleted_at=None,
         )
-        return _in_order(values, self.upsert_order)
-
-    def open_versions_params(self, image_ids: Sequence[str], run_id: int | None) -> Any:
-        if self.dialect == "postgresql":
-            return {"ids": list(image_ids), "run_id": run_id}
-        return (run_id, json.dumps(list(image_ids)))
-
-    def _content(self, row: ImageRow) -> dict[str, Any]:
-        """The row's API-derived columns as the driver takes them."""
-        values = dict(row.columns)
-        for name in JSON_COLUMNS:
-            value = values[name]
-            values[name] = None if value is None else json_text(value)
-        if values["date_added_at"] is not None:
-            values["date_added_at"] = self.timestamp(values["date_added_at"])
-        return values
+        if self.upsert_order is None:
+            return values
+        return tuple(values[name] for name in self.upsert_order)
 
     def touch_params(self, rows: Sequence[ImageRow], stamp: Any) -> Any:
         ids = [row.image_id for row in rows]
@@ -415,30 +404,25 @@ class _Statements:
             return {"now": stamp, "ids": ids, "hashes": hashes}
         return (stamp, json.dumps(list(zip(ids, hashes, strict=True))))
 
-    def ids_params(self, image_ids: Sequence[str], stamp: Any = None) -> Any:
-        """Parameters of a statement on a list of IDs, with a timestamp unless it is None."""
+    def ids_params(self, image_ids: Sequence[str], **before: Any) -> Any:
+        """Parameters of a statement on a list of IDs that first takes the values `before`
+        (`now`, `run_id`), in the order they appear in it."""
         if self.dialect == "postgresql":
-            return {"ids": list(image_ids)} | ({} if stamp is None else {"now": stamp})
-        ids = json.dumps(list(image_ids))
-        return (ids,) if stamp is None else (stamp, ids)
+            return {"ids": list(image_ids), **before}
+        return (*before.values(), json.dumps(list(image_ids)))
 
 
 JSON_COLUMNS = ("finetune_settings", "restage", "extra")
 
 
-def _in_order(values: dict[str, Any], order: tuple[str, ...] | None) -> Any:
-    """Named parameters, or positional ones in `order` (sqlite3)."""
-    return values if order is None else tuple(values[name] for name in order)
-
-
 @functools.cache
 def _statements(dialect: Dialect) -> _Statements:
     if dialect.name == "postgresql":
-        ids, now = "= ANY(%(ids)s)", "%(now)s"
+        ids, now, run = "= ANY(%(ids)s)", "%(now)s", "%(run_id)s"
         pairs = "unnest(%(ids)s::text[], %(hashes)s::text[]) AS v(id, h)"
         stmt: Any = postgresql.insert(images_table)
     else:
-        ids, now = "IN (SELECT value FROM json_each(?))", "?"
+        ids, now, run = "IN (SELECT value FROM json_each(?))", "?", "?"
         pairs = (
             "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS h "
             "FROM json_each(?)) AS v"
@@ -451,7 +435,6 @@ def _statements(dialect: Dialect) -> _Statements:
     )
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positiontup else None
-    run = "%(run_id)s" if dialect.name == "postgresql" else "?"
     content = ", ".join(CONTENT_COLUMNS)
     return _Statements(
         dialect=dialect.name,
