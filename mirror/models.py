@@ -63,8 +63,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Columns are declared by type (`sa_type`), not as Column objects: a Column belongs to one
+# table, and `images` and `image_versions` share their API-derived columns (ImageContent).
 def _text(*, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(Text, index=index))
+    return Field(default=None, sa_type=Text, index=index)
 
 
 def _bool() -> Any:
@@ -72,11 +74,11 @@ def _bool() -> Any:
 
 
 def _bigint(*, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(BigInteger, index=index))
+    return Field(default=None, sa_type=BigInteger, index=index)
 
 
 def _json() -> Any:
-    return Field(default=None, sa_column=Column(JSONDocument))
+    return Field(default=None, sa_type=JSONDocument, nullable=True)
 
 
 def _count() -> Any:
@@ -92,21 +94,17 @@ def _added_count() -> Any:
 
 
 def _timestamp(*, nullable: bool) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime, nullable=nullable))
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
 
 
-class Image(SQLModel, table=True):
-    """One row per image: the latest state the API reported, plus bookkeeping."""
-
-    __tablename__ = "images"
-
-    # Canonical lower-case hyphenated UUID text on both databases, so
-    # `WHERE image_id = '<uuid>'` needs no cast anywhere.
-    image_id: str = Field(sa_column=Column(Text, primary_key=True))
+class ImageContent(SQLModel):
+    """The API-derived columns of an image, as `images` and `image_versions` both hold them
+    (spec §8: the same names and types). Column names are the API's field names, so SQL
+    reads like the API docs."""
 
     ai_version: str | None = _text()
     cloud_type: str | None = _text()
-    date_added: int | None = _bigint(index=True)  # as sent: epoch milliseconds
+    date_added: int | None = _bigint()  # as sent: epoch milliseconds
     date_added_at: datetime | None = _timestamp(nullable=True)  # the same instant, UTC
     downloaded: bool | None = _bool()
     enhance: bool | None = _bool()
@@ -114,32 +112,45 @@ class Image(SQLModel, table=True):
     finetune_settings: Any = _json()
     image_name: str | None = _text()
     lens_correction: bool | None = _bool()
-    order_id: str | None = _text(index=True)
-    parent_image_id: str | None = _text(index=True)
+    order_id: str | None = _text()
+    parent_image_id: str | None = _text()
     preset_id: str | None = _text()
     privacy: bool | None = _bool()
     rating: int | None = _bigint()
     restage: Any = _json()
-    scene: str | None = _text(index=True)
+    scene: str | None = _text()
     sky_replacement: bool | None = _bool()
-    status: str | None = _text(index=True)
+    status: str | None = _text()
     status_reason: str | None = _text()
     upscale: bool | None = _bool()
     user_id: str | None = _text()
     vertical_correction: bool | None = _bool()
     window_pull_type: str | None = _text()
     # Every property of the response without a column of its own, and wrong-typed values.
-    extra: Any = Field(default=None, sa_column=Column(JSONDocument, nullable=False))
-
+    extra: Any = Field(default=None, sa_type=JSONDocument, nullable=False)
     # Digest of the API's content, so an unchanged image costs one small UPDATE.
-    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str = Field(sa_type=Text, nullable=False)
+
+
+class Image(ImageContent, table=True):
+    """One row per image: the latest state the API reported, plus bookkeeping."""
+
+    __tablename__ = "images"
+    __table_args__ = tuple(
+        Index(f"ix_images_{name}", name)
+        for name in ("date_added", "order_id", "parent_image_id", "scene", "status")
+    )
+
+    # Canonical lower-case hyphenated UUID text on both databases, so
+    # `WHERE image_id = '<uuid>'` needs no cast anywhere.
+    image_id: str = Field(sa_column=Column(Text, primary_key=True))
     first_synced_at: datetime = _timestamp(nullable=False)
     last_synced_at: datetime = _timestamp(nullable=False)
     last_changed_at: datetime = _timestamp(nullable=False)
     deleted_at: datetime | None = _timestamp(nullable=True)
 
 
-class ImageVersion(SQLModel, table=True):
+class ImageVersion(ImageContent, table=True):
     """One row per version of an image the mirror has seen (spec §8): the API-derived
     columns of `images` as they were from `valid_from` until `valid_to` (NULL: current).
 
@@ -171,33 +182,6 @@ class ImageVersion(SQLModel, table=True):
     )
     valid_from: datetime = _timestamp(nullable=False)
     valid_to: datetime | None = _timestamp(nullable=True)
-
-    ai_version: str | None = _text()
-    cloud_type: str | None = _text()
-    date_added: int | None = _bigint()
-    date_added_at: datetime | None = _timestamp(nullable=True)
-    downloaded: bool | None = _bool()
-    enhance: bool | None = _bool()
-    enhance_type: str | None = _text()
-    finetune_settings: Any = _json()
-    image_name: str | None = _text()
-    lens_correction: bool | None = _bool()
-    order_id: str | None = _text()
-    parent_image_id: str | None = _text()
-    preset_id: str | None = _text()
-    privacy: bool | None = _bool()
-    rating: int | None = _bigint()
-    restage: Any = _json()
-    scene: str | None = _text()
-    sky_replacement: bool | None = _bool()
-    status: str | None = _text()
-    status_reason: str | None = _text()
-    upscale: bool | None = _bool()
-    user_id: str | None = _text()
-    vertical_correction: bool | None = _bool()
-    window_pull_type: str | None = _text()
-    extra: Any = Field(default=None, sa_column=Column(JSONDocument, nullable=False))
-    content_hash: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class Order(SQLModel, table=True):
