@@ -550,38 +550,38 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
         autoenhance-mirror status
     """
     from mirror import db
-    from mirror.report import build_report, format_counts
+    from mirror.overview import build_overview, format_counts
 
     engine = open_engine(ctx, database_url)
     db.open_mirror(engine)  # creates nothing: no mirror there is an error (exit 3)
     db.ensure_schema(engine, allow_upgrade=False)
-    report = build_report(engine, failures_shown=MAX_FAILURES_SHOWN)
+    overview = build_overview(engine, failures_shown=MAX_FAILURES_SHOWN)
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "database": ctx.meta["masked_url"],
-                    "images_by_status": {str(k): n for k, n in report.by_status},
-                    "deleted": report.deleted,
-                    "orders_by_status": {str(k): n for k, n in report.orders_by_status},
-                    "orders_deleted": report.orders_deleted,
-                    "runs": report.last_runs,
-                    "last_run_failures": report.last_run_failures,
-                    "last_run_failures_left_out": report.last_run_failures_left_out,
+                    "images_by_status": {str(k): n for k, n in overview.by_status},
+                    "deleted": overview.deleted,
+                    "orders_by_status": {str(k): n for k, n in overview.orders_by_status},
+                    "orders_deleted": overview.orders_deleted,
+                    "runs": overview.last_runs,
+                    "last_run_failures": overview.last_run_failures,
+                    "last_run_failures_left_out": overview.last_run_failures_left_out,
                 },
                 default=str,
             )
         )
         return
     click.echo(f"mirror at {ctx.meta['masked_url']}")
-    click.echo(format_counts("images by status", report.by_status))
-    click.echo(f"deleted upstream: {report.deleted}")
-    orders = sum(n for _, n in report.orders_by_status)
-    click.echo(f"orders {orders} ({report.orders_deleted} deleted upstream)")
-    if report.orders_by_status:
-        click.echo(format_counts("orders by status", report.orders_by_status))
+    click.echo(format_counts("images by status", overview.by_status))
+    click.echo(f"deleted upstream: {overview.deleted}")
+    orders = sum(n for _, n in overview.orders_by_status)
+    click.echo(f"orders {orders} ({overview.orders_deleted} deleted upstream)")
+    if overview.orders_by_status:
+        click.echo(format_counts("orders by status", overview.orders_by_status))
     click.echo("last runs")
-    for run in report.last_runs:
+    for run in overview.last_runs:
         line = (
             f"  run {run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S}  {run['status']:<11} "
             f"requested {run['requested']}, new {run['inserted']}, changed {run['updated']}, "
@@ -596,16 +596,69 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
                 f"failed {run['orders_failed']}; API requests {run['api_requests']}"
             )
         click.echo(line)
-    if report.last_run_failures:
+    if overview.last_run_failures:
         click.echo("failures of the last run")
-        for f in report.last_run_failures:
+        for f in overview.last_run_failures:
             subject = f["image_id"] or (
                 f"order {f['order_id']}" if f["order_id"] else "order listing"
             )
             click.echo(f"  {f['kind']}: {subject}: {f['message']}")
-        if report.last_run_failures_left_out:
-            more = report.last_run_failures_left_out
+        if overview.last_run_failures_left_out:
+            more = overview.last_run_failures_left_out
             click.echo(f"  … and {more} more (see the sync_failures table)")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--since", metavar="DATE", help="From this UTC day on (YYYY-MM-DD).")
+@click.option("--until", metavar="DATE", help="Up to this UTC day, included (YYYY-MM-DD).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    help="table on a terminal, csv otherwise; json is one array of objects.",
+)
+@database_url_option
+@click.pass_context
+def report(
+    ctx: click.Context,
+    name: str | None,
+    since: str | None,
+    until: str | None,
+    output_format: str | None,
+    database_url: str,
+) -> None:
+    """List the reports, or run report NAME: plain SQL over the mirror (docs/queries.sql).
+
+    \b
+    Example:
+        autoenhance-mirror report
+        autoenhance-mirror report time-to-process --since 2026-11-01
+        autoenhance-mirror report downloads-per-day --format json
+    """
+    from mirror.reports import load_reports, parse_day, unknown_report
+
+    reports = load_reports()
+    if name is None:
+        width = max(len(n) for n in reports)
+        for report_ in reports.values():
+            click.echo(f"{report_.name:<{width}}  {report_.about}")
+        return
+    if name not in reports:
+        raise unknown_report(name, reports)
+    first, last = parse_day("--since", since, reports), parse_day("--until", until, reports)
+    if first is not None and last is not None and first > last:
+        raise InputError(f"--since {first} is after --until {last}: no day is in between")
+    from mirror import db
+    from mirror.reports import run_report
+    from mirror.tabular import render
+
+    engine = open_engine(ctx, database_url)
+    db.open_mirror(engine)  # creates nothing: no mirror there is an error (exit 3)
+    db.ensure_schema(engine, allow_upgrade=False)
+    result = run_report(engine, reports[name], since=first, until=last)
+    chosen = output_format or ("table" if sys.stdout.isatty() else "csv")
+    click.echo(render(result, chosen), nl=False)
 
 
 @cli.command(name="stand-in")
@@ -692,7 +745,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     """
     from mirror.api import ApiSettings
     from mirror.demo import DEMO_API_KEY, check_demo_database, demo_account
-    from mirror.report import build_report, format_counts
+    from mirror.overview import build_overview, format_counts
     from mirror.standin import StandIn, StandInState
     from mirror.sync import SyncOptions
 
@@ -716,10 +769,10 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
             engine, [], options, ctx.meta["redact"], quiet=False, show_progress=True
         )
     click.echo(f"{summary.line()} into {ctx.meta['masked_url']}")
-    report = build_report(engine)
-    click.echo(format_counts("orders by status", report.orders_by_status))
-    click.echo(format_counts("images by status", report.by_status))
-    click.echo(format_counts("images by scene", report.by_scene))
+    overview = build_overview(engine)
+    click.echo(format_counts("orders by status", overview.orders_by_status))
+    click.echo(format_counts("images by status", overview.by_status))
+    click.echo(format_counts("images by scene", overview.by_scene))
     ctx.exit(0 if summary.status == "succeeded" else 1)
 
 

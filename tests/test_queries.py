@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, rows, run_cli
+from helpers import REPO, new_ids, rows, run_cli
 from sqlalchemy import Engine, text
 
 from mirror.sample_account import SampleAccount
-from mirror.standin import StandIn
+from mirror.standin import StandIn, record_for
 
 QUERIES_FILE = REPO / "docs" / "queries.sql"
 DATA = Path(__file__).parent / "data"
@@ -34,10 +34,9 @@ def named_queries() -> dict[str, str]:
 
 def test_the_file_holds_the_queries_the_readme_promises() -> None:
     assert set(named_queries()) >= {
-        "images per status per day",
-        "restaged images with their parents",
+        "status timeline of one image",
+        "images in each status at a moment",
         "images whose extra holds a given key",
-        "failures of the last run",
         "images per order",
         "orders still processing",
     }
@@ -60,37 +59,16 @@ def mirrored(standin: StandIn, database_url: str) -> None:
     assert run_cli("sync", *ids, NEVER, *common).exit_code == 1
 
 
-def run_query(engine: Engine, name: str) -> list[dict[str, Any]]:
+def run_query(engine: Engine, name: str, **params: Any) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SET TIME ZONE 'UTC'"))
-        return [dict(r) for r in connection.execute(text(named_queries()[name])).mappings()]
+        query = text(named_queries()[name])
+        return [dict(r) for r in connection.execute(query, params).mappings()]
 
 
 def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
-
-
-@pytest.mark.usefixtures("mirrored")
-def test_images_per_status_per_day(engine: Engine) -> None:
-    result = run_query(engine, "images per status per day")
-    assert [(r["day"], r["status"], r["images"]) for r in result] == [
-        ("2025-05-08", "processed", 1),
-        ("2025-10-30", "processing", 1),
-        ("2026-02-25", "processed", 1),
-    ]
-
-
-@pytest.mark.usefixtures("mirrored")
-def test_restaged_images_with_their_parents(engine: Engine) -> None:
-    [row] = run_query(engine, "restaged images with their parents")
-    assert (row["image_id"], row["parent_id"], row["parent_name"]) == (
-        RESTAGED,
-        PROCESSED,
-        "IMG_3090.JPG",
-    )
-    assert isinstance(row["restage"], str)  # JSON text on both databases
-    assert json.loads(row["restage"])["grass"] == "GREEN"
 
 
 @pytest.mark.usefixtures("mirrored")
@@ -101,24 +79,33 @@ def test_images_whose_extra_holds_a_given_key(engine: Engine) -> None:
     assert type(result[0]["render_revision"]) is int
 
 
-@pytest.mark.usefixtures("mirrored")
-def test_failures_of_the_last_run(engine: Engine) -> None:
-    result = run_query(engine, "failures of the last run")
-    assert [(r["image_id"], r["kind"], r["http_status"]) for r in result] == [
-        (NEVER, "not_found", 404)
-    ]
+def test_status_timeline_of_one_image_and_status_at_a_moment(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    image, other = new_ids(2)
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    standin.state.records[image] = record_for(image) | {"status": "processing"}
+    standin.state.records[other] = record_for(other) | {"status": "processing"}
+    assert run_cli("sync", image, other, *common).exit_code == 0
+    standin.state.records[image]["status"] = "processed"
+    assert run_cli("sync", image, other, *common).exit_code == 0
+    assert run_cli("sync", image, other, *common).exit_code == 0  # unchanged: no new version
 
-
-@pytest.mark.usefixtures("mirrored")
-def test_images_deleted_upstream_and_last_runs(engine: Engine) -> None:
-    assert [r["image_id"] for r in run_query(engine, "images deleted upstream")] == [GONE]
-    runs = run_query(engine, "the last runs")
-    assert [(r["status"], r["requested"], r["deleted"], r["not_found"]) for r in runs] == [
-        ("partial", 5, 1, 1),
-        ("succeeded", 4, 0, 0),
+    timeline = run_query(engine, "status timeline of one image", image_id=image)
+    runs = [r["id"] for r in rows(engine, "SELECT id FROM sync_runs ORDER BY id")]
+    assert [(r["status"], r["run_id"]) for r in timeline] == [
+        ("processing", runs[0]),
+        ("processed", runs[1]),
     ]
-    assert [(r["orders_requested"], r["api_requests"]) for r in runs] == [(0, 5), (0, 4)]
-    assert rows(engine, "SELECT count(*) AS n FROM images") == [{"n": 4}]
+    assert timeline[0]["valid_to"] == timeline[1]["valid_from"]
+    assert timeline[1]["valid_to"] is None
+
+    def at(moment: Any) -> list[tuple[str, int]]:
+        found = run_query(engine, "images in each status at a moment", moment=moment)
+        return [(r["status"], r["images"]) for r in found]
+
+    assert at(timeline[0]["valid_from"]) == [("processing", 2)]
+    assert at(timeline[1]["valid_from"]) == [("processed", 1), ("processing", 1)]
 
 
 FINISHED = ("processed", "error", "expired")

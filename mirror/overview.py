@@ -1,4 +1,4 @@
-"""Read-only summaries of the mirror, for `demo` and `status`."""
+"""The mirror at a glance (counts, last runs, last failures), for `demo` and `status`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mirror.models import images_table, orders_table, sync_failures_table, sync_
 
 
 @dataclass
-class Report:
+class Overview:
     by_status: list[tuple[str | None, int]]
     by_scene: list[tuple[str | None, int]]
     deleted: int
@@ -22,7 +22,7 @@ class Report:
     last_run_failures_left_out: int = 0
 
 
-def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Report:
+def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Overview:
     images = images_table.c
     with engine.connect() as connection:
 
@@ -60,7 +60,7 @@ def build_report(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> 
                 ).mappings()
             ]
             failure_count = connection.execute(select(func.count()).where(last)).scalar_one()
-        return Report(
+        return Overview(
             by_status=counts_by(images.status),
             by_scene=counts_by(images.scene),
             deleted=deleted(images.deleted_at),
