@@ -253,6 +253,14 @@ def cli() -> None:
     is_flag=True,
     help="Fetch and compare; list what would be new, changed or deleted. Writes nothing.",
 )
+@click.option(
+    "--metrics-file",
+    envvar="MIRROR_METRICS_FILE",
+    show_envvar=True,
+    metavar="PATH",
+    help="After every run that took the lock, write its figures here for node_exporter's "
+    "textfile collector (a *.prom file, replaced atomically).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when the run succeeds (cron).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
@@ -277,6 +285,7 @@ def sync(
     with_parents: bool,
     max_deletes: int | None,
     dry_run: bool,
+    metrics_file: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -298,6 +307,7 @@ def sync(
     """
     from mirror.api import ApiSettings
     from mirror.ids import IdSource, collect_ids, collect_order_ids
+    from mirror.metrics import check_metrics_path
     from mirror.selections import Selection, parse_duration
     from mirror.sync import LateDatabase, SyncOptions
 
@@ -322,6 +332,7 @@ def sync(
             "set AUTOENHANCE_API_KEY (nothing was fetched or written)"
         )
     base_url = check_base_url(base_url)
+    metrics_path = check_metrics_path(metrics_file) if metrics_file else None
     check_header_value("--api-key", api_key, secret=True)
     check_header_value("--api-version", api_version)
     orders = collect_order_ids(
@@ -360,6 +371,7 @@ def sync(
         selection=selection,
         with_parents=with_parents,
         all_orders=all_orders,
+        metrics_file=metrics_path,
     )
     summary = _run_sync(
         engine,

@@ -96,6 +96,7 @@ class SyncOptions:
     selection: Selection = field(default_factory=Selection)  # images to refresh
     with_parents: bool = False  # then fetch the parents missing from the mirror too
     all_orders: bool = False  # list every order of the account (`--all`; needs the key)
+    metrics_file: Path | None = None  # the Prometheus textfile to write after the run
 
 
 @dataclass
@@ -203,40 +204,36 @@ def sync_images(
     started = time.monotonic()
     late = engine if isinstance(engine, LateDatabase) else None
     with _lock(engine, options) as held:
-        opened: Engine | None = None
-        run_id = None
-        if not isinstance(engine, LateDatabase):
-            opened, run_id = _open_now(engine, image_ids, options)
-        if on_start is not None:
-            on_start(len(image_ids))  # the images the run will try, as far as known yet
-        plan = RunPlan(images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids))
-        run = _Run(
-            engine=opened,
-            late=late,
-            lock=held,
-            run_id=run_id,
-            options=options,
-            plan=plan,
-            on_start=on_start,
-            on_progress=on_progress,
-            on_warning=on_warning,
-        )
+        ending = _Ending(started=time.time())
         try:
-            asyncio.run(run.execute(image_ids, order_ids))
-        except MirrorError as exc:
-            run.close("failed", error=redact(str(exc)))
-            raise
-        except BaseException as exc:
-            run.close("failed", error=redact(f"{type(exc).__name__}: {exc}"))
-            raise
-        if run.control.interrupted:
-            run.close("interrupted", error="interrupted by a signal")
-            raise Interrupted(
-                f"interrupted by a signal; {run.counts.total()} of {plan.images} images "
-                "were committed, the rest were never tried"
+            opened: Engine | None = None
+            run_id = None
+            if not isinstance(engine, LateDatabase):
+                opened, run_id = _open_now(engine, image_ids, options)
+            if on_start is not None:
+                on_start(len(image_ids))  # the images the run will try, as far as known yet
+            plan = RunPlan(
+                images=len(image_ids), orders=len(order_ids), explicit_orders=set(order_ids)
             )
-        status = run.status()
-        run.close(status)
+            run = ending.run = _Run(
+                engine=opened,
+                late=late,
+                lock=held,
+                run_id=run_id,
+                options=options,
+                plan=plan,
+                on_start=on_start,
+                on_progress=on_progress,
+                on_warning=on_warning,
+            )
+            ending.status = status = _drive(run, image_ids, order_ids, redact)
+            ending.exit_code = 0 if status == "succeeded" else 1
+        except BaseException as exc:
+            ending.ended_by(exc)
+            raise
+        finally:
+            if options.metrics_file is not None and not options.dry_run:
+                ending.write_metrics(options.metrics_file, on_warning)
     writer = run.writer
     return SyncSummary(
         run_id=run.run_id,
@@ -253,6 +250,80 @@ def sync_images(
         api_requests=run.fetcher.requests,
         touched_orders=bool(order_ids) or options.all_orders,
     )
+
+
+def _drive(
+    run: _Run,
+    image_ids: Collection[str] | RequestedIds,
+    order_ids: Sequence[str],
+    redact: Redactor,
+) -> RunStatus:
+    """Run the pipeline and record its end in the run row, whatever the end."""
+    try:
+        asyncio.run(run.execute(image_ids, order_ids))
+    except MirrorError as exc:
+        run.close("failed", error=redact(str(exc)))
+        raise
+    except BaseException as exc:
+        run.close("failed", error=redact(f"{type(exc).__name__}: {exc}"))
+        raise
+    if run.control.interrupted:
+        run.close("interrupted", error="interrupted by a signal")
+        raise Interrupted(
+            f"interrupted by a signal; {run.counts.total()} of {run.plan.images} images "
+            "were committed, the rest were never tried"
+        )
+    status = run.status()
+    run.close(status)
+    return status
+
+
+@dataclass
+class _Ending:
+    """How a run that took the lock ended, for the metrics file: written whatever the end,
+    even when the run failed before its pipeline started (no `run` then)."""
+
+    started: float  # Unix time
+    run: _Run | None = None
+    status: RunStatus = "failed"  # as the run row records it
+    exit_code: int = 1  # as the command will exit
+
+    def ended_by(self, exc: BaseException) -> None:
+        if isinstance(exc, Interrupted):
+            self.status = "interrupted"
+        if isinstance(exc, MirrorError):
+            self.exit_code = exc.exit_code
+        elif isinstance(exc, KeyboardInterrupt):  # outside the run's own signal handling
+            self.exit_code = Interrupted.exit_code
+
+    def write_metrics(self, path: Path, on_warning: WarningCallback | None) -> None:
+        """A database that cannot be read leaves out what only it knows; a file that cannot
+        be written is a warning, not a change of the run's exit code."""
+        from mirror import metrics
+
+        run = self.run
+        mirror = None
+        if run is not None and run.engine is not None:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            with contextlib.suppress(SQLAlchemyError):
+                mirror = metrics.read_mirror(run.engine, run.run_id)
+        figures = metrics.RunFigures(
+            started=self.started,
+            finished=time.time(),
+            status=self.status,
+            exit_code=self.exit_code,
+            requested=run.plan.images if run else 0,
+            counts=run.counts if run else Counts(),
+            orders_requested=run.plan.orders if run else 0,
+            order_counts=run.writer.order_counts if run else OrderCounts(),
+            api_requests=run.fetcher.requests if run else 0,
+        )
+        try:
+            metrics.write_metrics(path, figures, mirror)
+        except OSError as exc:
+            if on_warning is not None:
+                on_warning(f"--metrics-file {path}: not written: {exc.strerror or exc}")
 
 
 def _lock(

@@ -116,6 +116,11 @@ def test_wheel_ships_migrations_and_runs_from_anywhere(
     second = run(installed, tmp_path, "sync", *ids, env=env)
     assert second.returncode == 0
     assert "0 new, 0 changed, 3 unchanged" in second.stdout
+    # The reports' SQL ships in the wheel: both runs, newest first, piped so CSV.
+    runs = run(installed, tmp_path, "report", "last-runs", env=env)
+    assert runs.returncode == 0, runs.stderr
+    lines = runs.stdout.splitlines()
+    assert lines[0].startswith("id,started_at,") and len(lines) == 3
 
     module = subprocess.run(
         [str(installed / "bin" / "python"), "-m", "mirror", "--version"],
