@@ -8,7 +8,11 @@ import datetime as dt
 import io
 import json
 import math
+import os
+import pty
 import random
+import subprocess
+import sys
 from fractions import Fraction
 from typing import Any
 
@@ -415,3 +419,36 @@ def test_time_to_process_gives_the_same_numbers_on_sqlite_and_postgresql(
     for mine, theirs in zip(on_postgres, reference, strict=True):
         assert mine["median_seconds"] == pytest.approx(float(theirs["median"]), rel=1e-12)
         assert mine["p90_seconds"] == pytest.approx(float(theirs["p90"]), rel=1e-12)
+
+
+@pytest.mark.usefixtures("history")
+def test_a_terminal_gets_a_table_by_default(database_url: str) -> None:
+    """`report` run as a user runs it, its stdout a terminal (a pseudo-terminal here)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "report", "last-runs", "--database-url", database_url],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done writing
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=30) == 0
+    lines = output.decode().splitlines()
+    assert lines[0].split()[:2] == ["id", "started_at"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert len(lines) == 5  # header, rule, three runs
+
+
+def test_the_readme_shows_the_history_reports_sql_verbatim() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert REPORTS["downloads-per-day"].statements[""] in readme
+    assert REPORTS["time-to-process"].statements["postgresql"] in readme
