@@ -246,8 +246,9 @@ def content_hash(body: Any) -> str:
     return hashlib.blake2b(_canonical_json(body).encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _canonical_json(body: Any) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Built once: json.dumps with any non-default option builds an encoder per call (a quarter
+# of its cost here, for every image written).
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def to_row(body: Any, *, requested_id: str) -> ImageRow:
@@ -284,8 +285,11 @@ def _date_added_at(value: int | None, warnings: list[str]) -> datetime | None:
         return None
 
 
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _compact_json(value)
 
 
 def json_type(value: Any) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -365,7 +366,8 @@ class _Statements:
     dialect: str
     touch_first: bool  # try the unchanged-touching UPDATE before looking rows up
     upsert: str
-    upsert_order: tuple[str, ...] | None  # positional drivers (sqlite3): parameter order
+    # Positional drivers (sqlite3): the parameters in statement order, picked in C.
+    upsert_order: Callable[[dict[str, Any]], tuple[Any, ...]] | None
     select_known: str
     touch: str  # moves last_synced_at of the given images
     touch_unchanged: str  # the same, only where the content_hash is equal; RETURNING them
@@ -395,7 +397,7 @@ class _Statements:
         )
         if self.upsert_order is None:
             return values
-        return tuple(values[name] for name in self.upsert_order)
+        return self.upsert_order(values)
 
     def touch_params(self, rows: Sequence[ImageRow], stamp: Any) -> Any:
         ids = [row.image_id for row in rows]
@@ -434,7 +436,7 @@ def _statements(dialect: Dialect) -> _Statements:
         set_={name: stmt.excluded[name] for name in replaced},
     )
     compiled = stmt.compile(dialect=dialect)
-    order = tuple(compiled.positiontup) if compiled.positiontup else None
+    order = operator.itemgetter(*compiled.positiontup) if compiled.positiontup else None
     content = ", ".join(CONTENT_COLUMNS)
     return _Statements(
         dialect=dialect.name,
