@@ -365,10 +365,14 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
         ).scalar_one()
         other.commit()
         written = scalar(engine, "SELECT count(*) FROM images")
+        asked = len(standin.state.requests)  # images requested before the lock was lost
         _stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 75, stderr
         assert "lost its sync lock" in stderr
-        assert scalar(engine, "SELECT count(*) FROM images") == written < 80
+        # Nothing fetched after the lock was lost is written. A commit already under way
+        # (its lock check passed just before the loss) may still land; the likely cause of
+        # this test failing once under load, when it asked for no row at all after the loss.
+        assert written <= scalar(engine, "SELECT count(*) FROM images") <= asked < 80
     engine.dispose()
 
 
