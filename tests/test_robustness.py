@@ -371,7 +371,7 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
         assert "lost its sync lock" in stderr
         # Nothing fetched after the lock was lost is written. A commit already under way
         # (its lock check passed just before the loss) may still land; the likely cause of
-        # this test failing once under load, when it asked for no row at all after the loss.
+        # this test failing once under load, when it allowed no row to land after the loss.
         assert written <= scalar(engine, "SELECT count(*) FROM images") <= asked < 80
     engine.dispose()
 
