@@ -68,9 +68,10 @@ def to_table(result: ReportResult) -> str:
 
 
 def _table_cell(value: Any) -> str:
+    """One line per row: a line break in a value (an error message) is shown as a space."""
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return as_text(value)
+    return " ".join(as_text(value).splitlines())
 
 
 def render(result: ReportResult, output_format: str) -> str:
