@@ -24,25 +24,31 @@ GROUP BY date(date_added_at), status
 ORDER BY day, status;
 
 -- report: time-to-process
--- about: (history) Seconds from date added to first seen processed, per day seen: count, median, 90th percentile, max.
+-- about: (history) Seconds from date added to first seen processed, per day seen: count, median, 90th percentile, max; how many were processed when first seen.
 -- The percentiles interpolate linearly between neighbours, as PostgreSQL's percentile_cont
--- does, in plain SQL so both databases give the same numbers. Whole seconds; an image the
--- mirror first saw already processed counts as processed when first seen.
+-- does, in plain SQL so both databases give the same numbers. Whole seconds. An image the
+-- mirror first saw already processed counts as processed when first seen, so its time is
+-- an upper bound: first_seen_processed says how many of the day's images are such.
 -- on: sqlite
-WITH first_processed AS (
-  SELECT valid_from, date_added_at,
-         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS nth
+WITH versions AS (
+  SELECT image_id, valid_from, date_added_at, status,
+         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS version
   FROM image_versions
+), first_processed AS (
+  SELECT valid_from, date_added_at, version,
+         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS nth
+  FROM versions
   WHERE status = 'processed'
 ), durations AS (
   SELECT CAST(date(valid_from) AS TEXT) AS day,
+         CASE WHEN version = 1 THEN 1 ELSE 0 END AS seen_processed_first,
          CAST(strftime('%s', valid_from) AS BIGINT)
            - CAST(strftime('%s', date_added_at) AS BIGINT) AS seconds
   FROM first_processed
   WHERE nth = 1 AND date_added_at IS NOT NULL
     AND valid_from >= :since AND valid_from < :before
 ), ranked AS (
-  SELECT day, seconds,
+  SELECT day, seconds, seen_processed_first,
          row_number() OVER (PARTITION BY day ORDER BY seconds) AS position,
          count(*) OVER (PARTITION BY day) AS images
   FROM durations
@@ -56,25 +62,31 @@ SELECT day, images,
                   WHEN 1 THEN seconds * (10 - (images - 1) * 9 % 10)
                   WHEN 2 THEN seconds * ((images - 1) * 9 % 10)
                   ELSE 0 END) AS DOUBLE PRECISION) / 10 AS p90_seconds,
-       max(seconds) AS max_seconds
+       max(seconds) AS max_seconds,
+       sum(seen_processed_first) AS first_seen_processed
 FROM ranked
 GROUP BY day, images
 ORDER BY day;
 -- on: postgresql
-WITH first_processed AS (
-  SELECT valid_from, date_added_at,
-         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS nth
+WITH versions AS (
+  SELECT image_id, valid_from, date_added_at, status,
+         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS version
   FROM image_versions
+), first_processed AS (
+  SELECT valid_from, date_added_at, version,
+         row_number() OVER (PARTITION BY image_id ORDER BY valid_from) AS nth
+  FROM versions
   WHERE status = 'processed'
 ), durations AS (
   SELECT CAST(date(valid_from) AS TEXT) AS day,
+         CASE WHEN version = 1 THEN 1 ELSE 0 END AS seen_processed_first,
          CAST(floor(EXTRACT(EPOCH FROM valid_from)) AS BIGINT)
            - CAST(floor(EXTRACT(EPOCH FROM date_added_at)) AS BIGINT) AS seconds
   FROM first_processed
   WHERE nth = 1 AND date_added_at IS NOT NULL
     AND valid_from >= :since AND valid_from < :before
 ), ranked AS (
-  SELECT day, seconds,
+  SELECT day, seconds, seen_processed_first,
          row_number() OVER (PARTITION BY day ORDER BY seconds) AS position,
          count(*) OVER (PARTITION BY day) AS images
   FROM durations
@@ -88,7 +100,8 @@ SELECT day, images,
                   WHEN 1 THEN seconds * (10 - (images - 1) * 9 % 10)
                   WHEN 2 THEN seconds * ((images - 1) * 9 % 10)
                   ELSE 0 END) AS DOUBLE PRECISION) / 10 AS p90_seconds,
-       max(seconds) AS max_seconds
+       max(seconds) AS max_seconds,
+       sum(seen_processed_first) AS first_seen_processed
 FROM ranked
 GROUP BY day, images
 ORDER BY day;

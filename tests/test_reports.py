@@ -209,8 +209,10 @@ def test_every_report_answers_from_the_rows(engine: Engine, database_url: str) -
         (d, s, n) for (d, s), n in expected_status.items()
     )
 
-    # time-to-process: first processed version minus date added, whole seconds.
+    # time-to-process: first processed version minus date added, whole seconds; how many
+    # of those the mirror saw processed from its first version on.
     seconds: dict[str, list[int]] = {}
+    seen_processed: dict[str, int] = {}
     for history in versions.values():
         first = next((v for v in history if v["status"] == "processed"), None)
         if first is not None:
@@ -218,7 +220,12 @@ def test_every_report_answers_from_the_rows(engine: Engine, database_url: str) -
                 when(first["date_added_at"]).timestamp()
             )
             seconds.setdefault(day(first["valid_from"]), []).append(took)
+            at_once = int(first is history[0])
+            seen_processed[day(first["valid_from"])] = at_once + seen_processed.get(
+                day(first["valid_from"]), 0
+            )
     assert sum(len(v) for v in seconds.values()) == 4  # A, C, D and E (deleted since)
+    assert sum(seen_processed.values()) == 3  # all but A
     got = report_json(database_url, "time-to-process")
     assert got == [
         {
@@ -227,6 +234,7 @@ def test_every_report_answers_from_the_rows(engine: Engine, database_url: str) -
             "median_seconds": percentile(values, Fraction(1, 2)),
             "p90_seconds": percentile(values, Fraction(9, 10)),
             "max_seconds": max(values),
+            "first_seen_processed": seen_processed[d],
         }
         for d, values in sorted(seconds.items())
     ]
@@ -314,14 +322,20 @@ def test_csv_when_piped_table_on_request_json_one_array(database_url: str) -> No
 # --- the percentiles: the same numbers on both databases ----------------------------------
 
 
+def seen_processed_first(index: int) -> bool:
+    """Every fifth seeded image the mirror first saw already processed."""
+    return index % 5 == 4
+
+
 def seed_durations(engine: Engine, durations: dict[dt.date, list[int]]) -> None:
     """Images processed on the given days after the given seconds; their versions as the
-    mirror writes them (one processing, then one processed), with sub-second timestamps."""
+    mirror writes them (one processing, then one processed; only the processed one for
+    every fifth image), with sub-second timestamps."""
     image_rows: list[dict[str, Any]] = []
     version_rows: list[dict[str, Any]] = []
     rng = random.Random(7)
     for day, values in durations.items():
-        for took in values:
+        for index, took in enumerate(values):
             image_id = new_ids(1)[0]
             processed_at = dt.datetime.combine(day, dt.time(12, 0), UTC) + dt.timedelta(
                 seconds=rng.randrange(-40_000, 40_000), microseconds=rng.randrange(1_000_000)
@@ -329,6 +343,8 @@ def seed_durations(engine: Engine, durations: dict[dt.date, list[int]]) -> None:
             added = processed_at - dt.timedelta(seconds=took, microseconds=rng.randrange(1000))
             content = {"image_id": image_id, "date_added_at": added, "extra": {}}
             seen = added + (processed_at - added) / 3
+            if seen_processed_first(index):
+                seen = processed_at
             image_rows.append(
                 content
                 | {
@@ -339,11 +355,12 @@ def seed_durations(engine: Engine, durations: dict[dt.date, list[int]]) -> None:
                     "last_changed_at": processed_at,
                 }
             )
-            version_rows.append(
-                content
-                | {"status": "processing", "content_hash": "h1", "valid_from": seen}
-                | {"valid_to": processed_at}
-            )
+            if not seen_processed_first(index):
+                version_rows.append(
+                    content
+                    | {"status": "processing", "content_hash": "h1", "valid_from": seen}
+                    | {"valid_to": processed_at}
+                )
             version_rows.append(
                 content
                 | {"status": "processed", "content_hash": "h2", "valid_from": processed_at}
@@ -396,10 +413,12 @@ def test_time_to_process_gives_the_same_numbers_on_sqlite_and_postgresql(
             "median_seconds": percentile(values, Fraction(1, 2)),
             "p90_seconds": percentile(values, Fraction(9, 10)),
             "max_seconds": max(values),
+            "first_seen_processed": sum(map(seen_processed_first, range(len(values)))),
         }
         for day, values in DURATIONS.items()
         if day >= dt.date(2026, 11, 2)
     ]
+    assert [a["first_seen_processed"] for a in on_sqlite[:3]] == [0, 0, 7]
     assert on_sqlite[1]["median_seconds"] == 7.0 and on_sqlite[1]["p90_seconds"] == 7.7
 
     # And PostgreSQL's own percentile_cont agrees with the portable formula.
