@@ -10,14 +10,12 @@ HTTP(S)_PROXY / NO_PROXY; `MIRROR_HTTP_CLIENT=httpx` forces it).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import random
 import re
 import ssl
 import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -251,6 +249,10 @@ class TransportFactory:
 def _needs_httpx(base_url: str) -> bool:
     if os.environ.get("MIRROR_HTTP_CLIENT", "").lower() == "httpx":
         return True
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return False  # and urllib.request (15 ms of every run's start-up) is not imported
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     scheme = base_url.split("://", 1)[0]
     if not (proxies.get(scheme) or proxies.get("all")):
@@ -389,6 +391,8 @@ def _retry_after(headers: dict[str, str]) -> float:
     if _DIGITS.fullmatch(value):
         seconds = float(value)
     else:
+        import email.utils  # an HTTP date is rare: not imported at start-up
+
         try:
             when = email.utils.parsedate_to_datetime(value)
             seconds = when.timestamp() - time.time()

@@ -71,3 +71,36 @@ def test_a_connection_the_server_closed_is_redialled_without_a_failure(
     result = sync(standin, database_url, *ids, "--concurrency", "1", "--retries", "0")
     assert result.exit_code == 0, result.output
     assert sum(standin.state.requests.values()) == 4
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "MIRROR_HTTP_CLIENT")
+
+
+@pytest.mark.parametrize(
+    ("environment", "base_url", "uses_httpx"),
+    [
+        ({}, "https://api.autoenhance.ai", False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.autoenhance.ai", True),
+        ({"https_proxy": "http://proxy:3128"}, "https://api.autoenhance.ai", True),
+        ({"ALL_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8000", True),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "https://api.autoenhance.ai", False),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "autoenhance.ai"},
+            "https://api.autoenhance.ai",
+            False,
+        ),
+        ({"MIRROR_HTTP_CLIENT": "httpx"}, "https://api.autoenhance.ai", True),
+    ],
+)
+def test_a_proxy_in_the_environment_selects_httpx(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], base_url: str, uses_httpx: bool
+) -> None:
+    """The lean client speaks no proxy protocol: where a proxy applies, httpx is used."""
+    from mirror.api import _needs_httpx
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _needs_httpx(base_url) is uses_httpx
