@@ -21,7 +21,7 @@ SELECT CAST(date(date_added_at) AS TEXT) AS day, status, count(*) AS images
 FROM images
 WHERE deleted_at IS NULL AND date_added_at >= :since AND date_added_at < :before
 GROUP BY date(date_added_at), status
-ORDER BY day, status;
+ORDER BY day, CASE WHEN status IS NULL THEN 1 ELSE 0 END, status;
 
 -- report: time-to-process
 -- about: (history) Seconds from date added to first seen processed, per day seen: count, median, 90th percentile, max; how many were processed when first seen.
@@ -122,7 +122,7 @@ WHERE status = 'error'
        OR coalesce(previous_reason, '') <> coalesce(status_reason, ''))
   AND valid_from >= :since AND valid_from < :before
 GROUP BY date(valid_from), status_reason
-ORDER BY day, images DESC, status_reason;
+ORDER BY day, images DESC, CASE WHEN status_reason IS NULL THEN 1 ELSE 0 END, status_reason;
 
 -- report: downloads-per-day
 -- about: (history) Images first seen downloaded (and so paid for), per day.

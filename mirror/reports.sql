@@ -5,6 +5,7 @@
 -- with SET TIME ZONE 'UTC' when you run these yourself). :since and :before bound the dates
 -- a report filters on: `report --since D1 --until D2` binds :since = D1 and :before = the day
 -- after D2; without them, 0001-01-01 and 9999-12-31.
+-- NULLs sort last on both databases (SQLite would put them first, PostgreSQL last).
 -- `-- about:` is the line `autoenhance-mirror report` lists; "(history)" marks reports that
 -- read image_versions, so they know only what the mirror has seen since it started.
 
@@ -14,7 +15,7 @@ SELECT CAST(date(date_added_at) AS TEXT) AS day, status, count(*) AS images
 FROM images
 WHERE deleted_at IS NULL AND date_added_at >= :since AND date_added_at < :before
 GROUP BY date(date_added_at), status
-ORDER BY day, status;
+ORDER BY day, CASE WHEN status IS NULL THEN 1 ELSE 0 END, status;
 
 -- report: time-to-process
 -- about: (history) Seconds from date added to first seen processed, per day seen: count, median, 90th percentile, max; how many were processed when first seen.
@@ -115,7 +116,7 @@ WHERE status = 'error'
        OR coalesce(previous_reason, '') <> coalesce(status_reason, ''))
   AND valid_from >= :since AND valid_from < :before
 GROUP BY date(valid_from), status_reason
-ORDER BY day, images DESC, status_reason;
+ORDER BY day, images DESC, CASE WHEN status_reason IS NULL THEN 1 ELSE 0 END, status_reason;
 
 -- report: downloads-per-day
 -- about: (history) Images first seen downloaded (and so paid for), per day.

@@ -151,7 +151,7 @@ def test_the_reports_file_is_in_docs_queries_verbatim() -> None:
 
 # --- every report, through the CLI, on both databases -------------------------------------
 
-A_PROCESSED_LATER, B_ERROR_LATER, C_DONE, D_CHILD, E_GONE, F_ERROR_TWICE = new_ids(6)
+A_PROCESSED_LATER, B_ERROR_LATER, C_DONE, D_CHILD, E_GONE, F_ERROR_TWICE, G_NO_REASON = new_ids(7)
 NEVER = "ffffffff-0000-4000-8000-000000000000"
 
 
@@ -176,9 +176,10 @@ def history(standin: StandIn, database_url: str) -> list[str]:
             ),
             E_GONE: base(E_GONE, status="processed"),
             F_ERROR_TWICE: base(F_ERROR_TWICE, status="error", status_reason="quota"),
+            G_NO_REASON: base(G_NO_REASON, status="error"),  # an error the API gave no reason
         }
     )
-    ids = [A_PROCESSED_LATER, B_ERROR_LATER, C_DONE, D_CHILD, E_GONE, F_ERROR_TWICE]
+    ids = [A_PROCESSED_LATER, B_ERROR_LATER, C_DONE, D_CHILD, E_GONE, F_ERROR_TWICE, G_NO_REASON]
     sync(standin, database_url, *ids)
     records[A_PROCESSED_LATER]["status"] = "processed"
     records[B_ERROR_LATER].update(status="error", status_reason="quota")
@@ -245,6 +246,7 @@ def test_every_report_answers_from_the_rows(engine: Engine, database_url: str) -
     assert [(r["day"], r["status_reason"], r["images"]) for r in got] == [
         (today, "quota", 2),
         (today, "corrupt upload", 1),
+        (today, None, 1),  # no reason sorts last on both databases
     ]
 
     # downloads-per-day: C downloaded from the first run, A from the third.
