@@ -308,6 +308,7 @@ def sync(
     from mirror.api import ApiSettings
     from mirror.ids import IdSource, collect_ids, collect_order_ids
     from mirror.metrics import check_metrics_path
+    from mirror.outcomes import exit_code_of
     from mirror.selections import Selection, parse_duration
     from mirror.sync import LateDatabase, SyncOptions
 
@@ -383,7 +384,7 @@ def sync(
         show_progress=not as_json,
     )
     _print_summary(summary, quiet=quiet, as_json=as_json)
-    ctx.exit(0 if summary.status == "succeeded" else 1)
+    ctx.exit(exit_code_of(summary.status))
 
 
 def _run_sync(
@@ -757,6 +758,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     """
     from mirror.api import ApiSettings
     from mirror.demo import DEMO_API_KEY, check_demo_database, demo_account
+    from mirror.outcomes import exit_code_of
     from mirror.overview import build_overview, format_counts
     from mirror.standin import StandIn, StandInState
     from mirror.sync import SyncOptions
@@ -785,7 +787,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     click.echo(format_counts("orders by status", overview.orders_by_status))
     click.echo(format_counts("images by status", overview.by_status))
     click.echo(format_counts("images by scene", overview.by_scene))
-    ctx.exit(0 if summary.status == "succeeded" else 1)
+    ctx.exit(exit_code_of(summary.status))
 
 
 def main() -> None:

@@ -23,6 +23,12 @@ RunStatus = Literal["running", "succeeded", "partial", "failed", "interrupted"]
 Subject = Literal["image", "order", "listing"]
 
 
+def exit_code_of(status: RunStatus) -> int:
+    """The exit code of a run that ended without an exception: 0 only when everything was
+    mirrored (the others end in an exception that carries its own code)."""
+    return 0 if status == "succeeded" else 1
+
+
 @dataclass(frozen=True)
 class Failure:
     """Why an image, an order or a listing page could not be mirrored (after any retries):

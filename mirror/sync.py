@@ -39,7 +39,15 @@ from mirror.ids import RequestedIds
 from mirror.intake import Intake, RunPlan
 from mirror.listing import Listing
 from mirror.lock import HeldLock, sqlite_file_lock, sync_lock
-from mirror.outcomes import Change, Counts, Failure, OrderCounts, Outcome, RunStatus
+from mirror.outcomes import (
+    Change,
+    Counts,
+    Failure,
+    OrderCounts,
+    Outcome,
+    RunStatus,
+    exit_code_of,
+)
 from mirror.ratelimit import RateLimiter
 from mirror.schema import refuse_unknown_sqlite_revision
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
@@ -227,7 +235,7 @@ def sync_images(
                 on_warning=on_warning,
             )
             ending.status = status = _drive(run, image_ids, order_ids, redact)
-            ending.exit_code = 0 if status == "succeeded" else 1
+            ending.exit_code = exit_code_of(status)
         except BaseException as exc:
             ending.ended_by(exc)
             raise
