@@ -64,20 +64,15 @@ def read_mirror(engine: Engine, run_id: int | None) -> MirrorFigures:
     from sqlalchemy import func, select
 
     from mirror.models import images_table, sync_runs_table
+    from mirror.overview import count_by, count_deleted
 
     runs, images = sync_runs_table.c, images_table.c
     with engine.connect() as connection:
         success = connection.execute(
             select(func.max(runs.finished_at)).where(runs.status == "succeeded")
         ).scalar_one()
-        by_status = connection.execute(
-            select(images.status, func.count())
-            .where(images.deleted_at.is_(None))
-            .group_by(images.status)
-        ).all()
-        deleted = connection.execute(
-            select(func.count()).where(images.deleted_at.is_not(None))
-        ).scalar_one()
+        by_status = count_by(connection, images.status, images.deleted_at)
+        deleted = count_deleted(connection, images.deleted_at)
         times = connection.execute(
             select(runs.started_at, runs.finished_at).where(runs.id == run_id)
         ).first()
@@ -88,8 +83,8 @@ def read_mirror(engine: Engine, run_id: int | None) -> MirrorFigures:
             else None
         ),
         last_success=None if success is None else success.timestamp(),
-        images_by_status={status or "none": int(n) for status, n in by_status},
-        images_deleted=int(deleted),
+        images_by_status={status or "none": n for status, n in by_status},
+        images_deleted=deleted,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from mirror.models import images_table, orders_table, sync_failures_table, sync_runs_table
 
@@ -25,21 +25,6 @@ class Overview:
 def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Overview:
     images = images_table.c
     with engine.connect() as connection:
-
-        def counts_by(column: Any, deleted_at: Any = images.deleted_at) -> list[Any]:
-            query = (
-                select(column, func.count())
-                .where(deleted_at.is_(None))
-                .group_by(column)
-                .order_by(func.count().desc(), column)
-            )
-            return [(value, int(n)) for value, n in connection.execute(query)]
-
-        def deleted(deleted_at: Any) -> int:
-            return int(
-                connection.execute(select(func.count()).where(deleted_at.is_not(None))).scalar_one()
-            )
-
         orders = orders_table.c
         run_rows = connection.execute(
             select(sync_runs_table).order_by(sync_runs_table.c.id.desc()).limit(runs)
@@ -61,15 +46,31 @@ def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -
             ]
             failure_count = connection.execute(select(func.count()).where(last)).scalar_one()
         return Overview(
-            by_status=counts_by(images.status),
-            by_scene=counts_by(images.scene),
-            deleted=deleted(images.deleted_at),
-            orders_by_status=counts_by(orders.status, orders.deleted_at),
-            orders_deleted=deleted(orders.deleted_at),
+            by_status=count_by(connection, images.status, images.deleted_at),
+            by_scene=count_by(connection, images.scene, images.deleted_at),
+            deleted=count_deleted(connection, images.deleted_at),
+            orders_by_status=count_by(connection, orders.status, orders.deleted_at),
+            orders_deleted=count_deleted(connection, orders.deleted_at),
             last_runs=last_runs,
             last_run_failures=failures,
             last_run_failures_left_out=int(failure_count) - len(failures),
         )
+
+
+def count_by(connection: Connection, column: Any, deleted_at: Any) -> list[tuple[Any, int]]:
+    """Rows not deleted upstream (`deleted_at` NULL), by `column`, most first."""
+    query = (
+        select(column, func.count())
+        .where(deleted_at.is_(None))
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+    )
+    return [(value, int(n)) for value, n in connection.execute(query)]
+
+
+def count_deleted(connection: Connection, deleted_at: Any) -> int:
+    """Rows deleted upstream (`deleted_at` set)."""
+    return int(connection.execute(select(func.count()).where(deleted_at.is_not(None))).scalar_one())
 
 
 def format_counts(title: str, rows: list[tuple[str | None, int]]) -> str:
