@@ -120,6 +120,18 @@ def open_engine(ctx: click.Context, raw_url: str, api_key: str | None = None) ->
     return engine
 
 
+def open_existing_mirror(ctx: click.Context, raw_url: str) -> Engine:
+    """The engine of a mirror that must already exist and be current, for the commands that
+    only read it: no mirror there, or a schema older or newer than the code, is exit 3, and
+    nothing is created or migrated."""
+    from mirror import db
+
+    engine = open_engine(ctx, raw_url)
+    db.open_mirror(engine)
+    db.ensure_schema(engine, allow_upgrade=False)
+    return engine
+
+
 @click.group(cls=MirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autoenhance-mirror")
 def cli() -> None:
@@ -562,12 +574,9 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     Example:
         autoenhance-mirror status
     """
-    from mirror import db
     from mirror.overview import build_overview, format_counts
 
-    engine = open_engine(ctx, database_url)
-    db.open_mirror(engine)  # creates nothing: no mirror there is an error (exit 3)
-    db.ensure_schema(engine, allow_upgrade=False)
+    engine = open_existing_mirror(ctx, database_url)
     overview = build_overview(engine, failures_shown=MAX_FAILURES_SHOWN)
     if as_json:
         click.echo(
@@ -662,13 +671,10 @@ def report(
     first, last = parse_day("--since", since, reports), parse_day("--until", until, reports)
     if first is not None and last is not None and first > last:
         raise InputError(f"--since {first} is after --until {last}: no day is in between")
-    from mirror import db
     from mirror.reports import run_report
     from mirror.tabular import render
 
-    engine = open_engine(ctx, database_url)
-    db.open_mirror(engine)  # creates nothing: no mirror there is an error (exit 3)
-    db.ensure_schema(engine, allow_upgrade=False)
+    engine = open_existing_mirror(ctx, database_url)
     result = run_report(engine, reports[name], since=first, until=last)
     chosen = output_format or ("table" if sys.stdout.isatty() else "csv")
     click.echo(render(result, chosen), nl=False)
