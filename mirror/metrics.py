@@ -4,7 +4,7 @@ last success time catches a cron job that fails or stops running."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,17 +21,18 @@ ENDED_STATES = ["succeeded", "partial", "failed", "interrupted"]
 
 @dataclass(frozen=True)
 class RunFigures:
-    """What the metrics say of the run that just ended; times are Unix seconds."""
+    """What the metrics say of the run that just ended; times are Unix seconds. The tallies
+    are zero for a run that failed before its pipeline started."""
 
     started: float
     finished: float
     status: RunStatus
     exit_code: int
-    requested: int
-    counts: Counts
-    orders_requested: int
-    order_counts: OrderCounts
-    api_requests: int
+    requested: int = 0
+    counts: Counts = field(default_factory=Counts)
+    orders_requested: int = 0
+    order_counts: OrderCounts = field(default_factory=OrderCounts)
+    api_requests: int = 0
 
 
 @dataclass(frozen=True)

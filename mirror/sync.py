@@ -316,17 +316,18 @@ class _Ending:
 
             with contextlib.suppress(SQLAlchemyError):
                 mirror = metrics.read_mirror(run.engine, run.run_id)
-        figures = metrics.RunFigures(
-            started=self.started,
-            finished=time.time(),
-            status=self.status,
-            exit_code=self.exit_code,
-            requested=run.plan.images if run else 0,
-            counts=run.counts if run else Counts(),
-            orders_requested=run.plan.orders if run else 0,
-            order_counts=run.writer.order_counts if run else OrderCounts(),
-            api_requests=run.fetcher.requests if run else 0,
-        )
+        ended = (self.started, time.time(), self.status, self.exit_code)
+        if run is None:
+            figures = metrics.RunFigures(*ended)
+        else:
+            figures = metrics.RunFigures(
+                *ended,
+                requested=run.plan.images,
+                counts=run.counts,
+                orders_requested=run.plan.orders,
+                order_counts=run.writer.order_counts,
+                api_requests=run.fetcher.requests,
+            )
         try:
             metrics.write_metrics(path, figures, mirror)
         except OSError as exc:
