@@ -158,9 +158,13 @@ def parse_timestamp(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return as_utc(moment)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant as an aware UTC datetime; a naive one is taken to be UTC already
+    (as SQLite keeps timestamps, and as the API sends some)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # An image record is three levels deep. SQLite's JSON functions stop at 1,000 levels and

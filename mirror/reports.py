@@ -7,11 +7,13 @@ import datetime as dt
 import importlib.resources
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Engine, text
+from typing import TYPE_CHECKING, Any
 
 from mirror.errors import InputError
+from mirror.payload import as_utc
+
+if TYPE_CHECKING:  # `report` alone lists the reports without importing SQLAlchemy
+    from sqlalchemy import Engine
 
 REPORTS_FILE = "reports.sql"
 # Bounds when no --since / --until is given: every date the databases hold.
@@ -84,6 +86,8 @@ def run_report(
     engine: Engine, report: NamedReport, *, since: dt.date | None, until: dt.date | None
 ) -> ReportResult:
     """Run one report over [since, until] (whole UTC days, both included)."""
+    from sqlalchemy import text
+
     before = LATEST if until is None or until == LATEST else until + dt.timedelta(days=1)
     bounds = {"since": (since or EARLIEST).isoformat(), "before": before.isoformat()}
     with engine.connect() as connection:
@@ -106,5 +110,5 @@ def _plain(column: str, value: Any) -> Any:
     if column.endswith("_at") and isinstance(value, str):
         value = dt.datetime.fromisoformat(value)  # SQLite keeps UTC timestamps as text
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        return as_utc(value)
     return value
