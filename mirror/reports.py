@@ -66,8 +66,13 @@ def load_reports(source: str | None = None) -> dict[str, NamedReport]:
     return reports
 
 
+def _the_reports(reports: dict[str, NamedReport]) -> str:
+    """What an input error shows, so a mistyped command line is easy to put right."""
+    return f"the reports are: {', '.join(reports)}"
+
+
 def unknown_report(name: str, reports: dict[str, NamedReport]) -> InputError:
-    return InputError(f"no report named {name!r}; the reports are: {', '.join(reports)}")
+    return InputError(f"no report named {name!r}; {_the_reports(reports)}")
 
 
 def parse_day(option: str, value: str | None, reports: dict[str, NamedReport]) -> dt.date | None:
@@ -77,8 +82,7 @@ def parse_day(option: str, value: str | None, reports: dict[str, NamedReport]) -
         return dt.date.fromisoformat(value)
     except ValueError:
         raise InputError(
-            f"{option} {value!r} is not a date (YYYY-MM-DD, a UTC day); "
-            f"the reports are: {', '.join(reports)}"
+            f"{option} {value!r} is not a date (YYYY-MM-DD, a UTC day); {_the_reports(reports)}"
         ) from None
 
 
