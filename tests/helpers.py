@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,3 +39,12 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 
 def new_ids(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def when(value: Any) -> dt.datetime:
+    """A timestamp read back with plain SQL, as an aware UTC datetime on either database
+    (SQLite gives its stored text, PostgreSQL an aware datetime)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime), value
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

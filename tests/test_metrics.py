@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_ids, rows, run_cli, scalar
+from helpers import new_ids, rows, run_cli, scalar, when
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from test_robustness import start_cli, wait_for_requests
@@ -73,20 +73,12 @@ def assert_mirror_figures(samples: dict[Any, float], engine: Engine) -> None:
     deleted = scalar(engine, "SELECT count(*) FROM images WHERE deleted_at IS NOT NULL")
     assert value(samples, "images_deleted_upstream") == deleted
     last = scalar(engine, "SELECT max(finished_at) FROM sync_runs WHERE status = 'succeeded'")
-    assert value(samples, "last_success_timestamp_seconds") == _when(last).timestamp()
-
-
-def _when(value: Any) -> Any:
-    import datetime as dt
-
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    assert value(samples, "last_success_timestamp_seconds") == when(last).timestamp()
 
 
 def last_run(engine: Engine) -> dict[str, Any]:
     run = rows(engine, "SELECT * FROM sync_runs ORDER BY id DESC")[0]
-    return run | {"started_at": _when(run["started_at"]), "finished_at": _when(run["finished_at"])}
+    return run | {"started_at": when(run["started_at"]), "finished_at": when(run["finished_at"])}
 
 
 def test_success_then_partial_then_failed_each_write_the_runs_figures(

@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from helpers import REPO, new_ids, rows, run_cli
+from helpers import REPO, new_ids, rows, run_cli, when
 from sqlalchemy import Engine, insert
 
 from mirror.config import parse_database_url
@@ -45,13 +45,6 @@ def sync(standin: StandIn, database_url: str, *args: str) -> None:
     common = ["--base-url", standin.url, "--database-url", database_url, "--max-deletes", "9"]
     result = run_cli("sync", *args, *common)
     assert result.exit_code in (0, 1), result.output + result.stderr
-
-
-def when(value: Any) -> dt.datetime:
-    """A timestamp read back with SQL, as an aware UTC datetime on either database."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def iso(value: dt.datetime) -> str:
