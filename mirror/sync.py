@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import threading
 import time
@@ -514,7 +515,8 @@ class _Run:
         return engine, run_id
 
     def _open_database(self, late: LateDatabase) -> tuple[Engine, int]:
-        from mirror import db, store
+        with _uncollected():
+            from mirror import db, store
 
         engine = late.open()
         db.ensure_schema(engine)
@@ -665,6 +667,19 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
         for sig, previous in installed:
             loop.remove_signal_handler(sig)
             signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def _uncollected() -> Iterator[None]:
+    """For imports beside a running sync: their objects live as long as the process, yet the
+    collector would walk them while they are young, pausing the run for ~50 ms at a time (up
+    to 0.1 s of `sync --all`'s first pages). Paused meanwhile, then frozen out of its walks."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _add_selection(
