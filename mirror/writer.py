@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # the store and SQLAlchemy are imported when the first batch 
 
 BATCH_SIZE = 1000
 BATCH_SECONDS = 1.0  # flush at least this often, so a slow run still commits as it goes
+# While a late database opens (SQLAlchemy and SQLModel imported beside the first requests),
+# outcomes are collected up to this many, so the queue does not fill and hold up the fetching.
+OPENING_BATCH = 5 * BATCH_SIZE
 MAX_FAILURES_KEPT = 100
 MAX_CHANGES_KEPT = 10_000  # what a dry run lists, image by image
 # The deletion guard's default: a run may mark at most this share of its requested images
@@ -127,34 +130,53 @@ class Writer:
         return True
 
     async def run(self, queue: asyncio.Queue[Outcome | None]) -> None:
-        """Take outcomes until None; commit every BATCH_SIZE of them or BATCH_SECONDS."""
+        """Take outcomes until None; commit every BATCH_SIZE of them or BATCH_SECONDS. While
+        a late database opens, collect up to OPENING_BATCH and commit them once it is open."""
         batch = Batch([], [], [])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BATCH_SECONDS
         size = 0  # len(batch), kept here: this loop runs once per outcome
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                item = _FLUSH
+            opening = self._opening is not None and not self._opening.done()
+            limit = OPENING_BATCH if opening else BATCH_SIZE
+            if opening:  # nothing can be committed yet: no timed flush
+                item = await self._next_while_opening(queue)
+                if item is _OPENED:
+                    continue
+            else:
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    item = _FLUSH
             # Then whatever is already waiting, without a timed wait for each (a third of
             # this loop's cost per outcome).
             while item is not None and item is not _FLUSH:
                 _add(batch, item)
                 size += 1
-                if size >= BATCH_SIZE:
+                if size >= limit:
                     break
                 try:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     break
-            if item is None or item is _FLUSH or size >= BATCH_SIZE:
+            if item is None or item is _FLUSH or size >= limit:
                 await self._commit(batch)
                 batch = Batch([], [], [])
                 size = 0
                 deadline = loop.time() + BATCH_SECONDS
                 if item is None:
                     return
+
+    async def _next_while_opening(self, queue: asyncio.Queue[Outcome | None]) -> Any:
+        """The next outcome, or _OPENED as soon as the database is open (or failed to)."""
+        assert self._opening is not None
+        get = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({get, self._opening}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not get.done():
+                get.cancel()  # a cancelled get takes nothing from the queue
+        return get.result() if not get.cancelled() else _OPENED
 
     async def commit_deletions(self) -> None:
         """Mark the held-back deletions, unless the guard refused them (or the database is
@@ -260,6 +282,7 @@ class Writer:
 
 
 _FLUSH: Any = object()
+_OPENED: Any = object()
 
 
 def _add(batch: Batch, item: Outcome) -> None:

@@ -27,6 +27,7 @@ from mirror.payload import content_hash
 from mirror.pg_lock import ADVISORY_LOCK_KEY
 from mirror.sample_account import SampleAccount
 from mirror.standin import LISTING, Fault, StandIn, record_for
+from mirror.writer import BATCH_SIZE, OPENING_BATCH
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -234,6 +235,55 @@ def test_sqlite_locked_by_another_writer_waits_instead_of_failing(
         blocker.close()
     assert result.exit_code == 0, result.output
     assert "3 new" in result.stdout
+
+
+def test_while_a_blocked_database_opens_the_listing_reads_on_within_a_bound(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """A plain SQLite file is opened beside the first requests; while it cannot be (another
+    writer holds it), the writer collects up to OPENING_BATCH outcomes, so the listing is not
+    held up by the queue alone, and then stops: memory stays bounded."""
+    import sqlite3
+
+    account = SampleAccount.generate(10_000, seed=11)
+    standin.state.account = account
+    standin.state.require_key = "k"
+    standin.state.latency = 0.01  # slow enough that the database opens in a thread
+    path = tmp_path / "mirror.db"
+    assert run_cli("db", "upgrade", "--database-url", str(path)).exit_code == 0
+    # Outcomes (an order and its images) the listing has produced after each page.
+    produced, offset = [0], None
+    while True:
+        page = account.page(offset=offset, per_page=15, sort="date")
+        produced.append(produced[-1] + sum(1 + len(o["images"]) for o in page["orders"]))
+        if (offset := page["pagination"]["next_offset"]) is None:
+            break
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        process = start_cli(
+            "sync", "--all", "--api-key", "k", "--base-url", standin.url,
+            "--database-url", str(path), "--max-rate", "0", "--json",
+        )  # fmt: skip
+        pages, steady_since = -1, time.monotonic()
+        while time.monotonic() - steady_since < 1.0:  # until the listing waits
+            time.sleep(0.05)
+            if standin.state.listing_pages != pages:
+                pages, steady_since = standin.state.listing_pages, time.monotonic()
+            assert process.poll() is None, process.communicate()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["inserted"] == 10_000 and summary["orders_inserted"] == len(account.orders)
+    assert pages < len(produced) - 1  # it did wait: the whole listing is longer
+    # The listing went on past what the queue alone holds (2 x BATCH_SIZE, plus the batch
+    # the writer took), and stopped within OPENING_BATCH plus the queue, give or take the
+    # page being handed on and the one in flight.
+    assert produced[pages - 2] > 2 * BATCH_SIZE + BATCH_SIZE
+    assert produced[pages - 2] <= OPENING_BATCH + 2 * BATCH_SIZE
 
 
 @pytest.mark.postgres
