@@ -176,7 +176,9 @@ class Writer:
         finally:
             if not get.done():
                 get.cancel()  # a cancelled get takes nothing from the queue
-        return get.result() if not get.cancelled() else _OPENED
+        if get.cancelled() or not get.done():
+            return _OPENED
+        return get.result()
 
     async def commit_deletions(self) -> None:
         """Mark the held-back deletions, unless the guard refused them (or the database is
