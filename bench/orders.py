@@ -21,7 +21,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import StandInProcess, count_rows, fresh_database, run_measured
+from run import (
+    StandInProcess,
+    compile_installed_package,
+    count_rows,
+    fresh_database,
+    run_measured,
+)
 
 from mirror.sample_account import PER_PAGE_MAX, SampleAccount
 
@@ -49,6 +55,7 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="the 1,000,000-image runs")
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     args = parser.parse_args()
+    compile_installed_package()
     kind = "postgresql" if args.postgres_url else "sqlite"
     with tempfile.TemporaryDirectory() as scratch:
         if args.million:
