@@ -673,13 +673,16 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
 def _uncollected() -> Iterator[None]:
     """For imports beside a running sync: their objects live as long as the process, yet the
     collector would walk them while they are young, pausing the run for ~50 ms at a time (up
-    to 0.1 s of `sync --all`'s first pages). Paused meanwhile, then frozen out of its walks."""
+    to 0.1 s of `sync --all`'s first pages). Paused meanwhile, then frozen out of its walks;
+    left as it was found (a program embedding the sync may have turned it off)."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 def _add_selection(
