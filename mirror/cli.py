@@ -359,11 +359,11 @@ def sync(
     ids = collect_ids(IdSource(arguments=image_ids, file_name=from_file))
     engine: Engine | LateDatabase
     plain = plain_sqlite_path(database_url)
-    if plain is not None and not dry_run and not selection:
+    if plain is not None and not selection:
         # A plain SQLite file: lock it and start fetching at once; SQLAlchemy is imported and
         # the database opened while the first requests are in flight (cron's start-up).
         engine = LateDatabase.checked(
-            plain, functools.partial(open_engine, ctx, database_url, api_key)
+            plain, functools.partial(open_engine, ctx, database_url, api_key), dry_run=dry_run
         )
         ctx.meta["masked_url"] = engine.shown
     else:

@@ -22,7 +22,7 @@ from mirror.errors import (
     NoMirror,
     SchemaMismatch,
 )
-from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, unknown_revision
+from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, outdated_revision, unknown_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -212,10 +212,7 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
                 "point --database-url at an empty database or one made by autoenhance-mirror"
             )
         if state.current is not None and not allow_upgrade:
-            raise SchemaMismatch(
-                f"the database schema is at {state.current!r}, older than {state.head!r}; "
-                "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
-            )
+            raise outdated_revision(state.current)
         from alembic import command
 
         with _atomic_ddl(connection):

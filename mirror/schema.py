@@ -23,11 +23,20 @@ def unknown_revision(current: str) -> SchemaMismatch:
     )
 
 
-def refuse_unknown_sqlite_revision(path: Path) -> None:
+def outdated_revision(current: str) -> SchemaMismatch:
+    """What a dry run says of a mirror it may not migrate."""
+    return SchemaMismatch(
+        f"the database schema is at {current!r}, older than {SCHEMA_HEAD!r}; "
+        "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
+    )
+
+
+def refuse_unusable_sqlite_revision(path: Path, *, upgrade_allowed: bool = True) -> None:
     """Raise SchemaMismatch when the SQLite file at `path` is stamped with a revision this
-    code does not know. Anything else (no file, no stamp, a busy or unreadable file) is left
-    to the full check when the database is opened. The connection is closed before any other
-    is made: SQLite's POSIX locks must never see a descriptor of the file closed under them."""
+    code does not know, or (`upgrade_allowed` false: a dry run) with an older one. Anything
+    else (no file, no stamp, a busy or unreadable file) is left to the full check when the
+    database is opened. The connection is closed before any other is made: SQLite's POSIX
+    locks must never see a descriptor of the file closed under them."""
     if not path.is_file():
         return
     try:
@@ -40,5 +49,10 @@ def refuse_unknown_sqlite_revision(path: Path) -> None:
         return
     finally:
         connection.close()
-    if row is not None and row[0] not in SCHEMA_REVISIONS:
-        raise unknown_revision(str(row[0]))
+    if row is None:
+        return
+    revision = str(row[0])
+    if revision not in SCHEMA_REVISIONS:
+        raise unknown_revision(revision)
+    if not upgrade_allowed and revision != SCHEMA_HEAD:
+        raise outdated_revision(revision)

@@ -50,7 +50,7 @@ from mirror.outcomes import (
     exit_code_of,
 )
 from mirror.ratelimit import RateLimiter
-from mirror.schema import refuse_unknown_sqlite_revision
+from mirror.schema import refuse_unusable_sqlite_revision
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
@@ -75,23 +75,26 @@ MAX_PARENT_GENERATIONS = 10
 @dataclass(frozen=True)
 class LateDatabase:
     """A SQLite database opened while the run's first requests are in flight: its file lock
-    is taken first (no SQLAlchemy needed), then, once the first answer is in, `open` makes
-    the engine (importing SQLAlchemy and SQLModel, half a second) and the run row is created
-    before the first commit. Cron pays start-up on every run; this moves it off the path to
-    the first request."""
+    is taken first (no SQLAlchemy needed; a dry run takes none), then, once the first answer
+    is in, `open` makes the engine (importing SQLAlchemy and SQLModel, half a second) and the
+    run row is created before the first commit. Cron pays start-up on every run; this moves
+    it off the path to the first request."""
 
     path: Path
     shown: str  # as the user may see it, e.g. sqlite:///autoenhance-mirror.db
     open: Callable[[], Engine]
 
     @classmethod
-    def checked(cls, path: str, open: Callable[[], Engine]) -> LateDatabase:
+    def checked(
+        cls, path: str, open: Callable[[], Engine], *, dry_run: bool = False
+    ) -> LateDatabase:
         """The SQLite file at `path`, checked as far as it can be without SQLAlchemy: its
         directory exists, it is a SQLite file or nothing yet, its schema stamp is one this
-        code knows. Raises DatabaseUnavailable or SchemaMismatch before any request."""
+        code knows (for a dry run, which migrates nothing, the newest). Raises
+        DatabaseUnavailable or SchemaMismatch before any request."""
         shown = f"sqlite:///{path}"
         check_sqlite_path(Path(path), shown)
-        refuse_unknown_sqlite_revision(Path(path))
+        refuse_unusable_sqlite_revision(Path(path), upgrade_allowed=not dry_run)
         return cls(Path(path), shown, open)
 
 
@@ -361,16 +364,25 @@ def _open_now(
     from mirror import db, store
 
     if options.dry_run:
-        if not db.mirror_exists(engine):
-            return None, None
-        db.ensure_schema(engine, allow_upgrade=False)
-    else:
-        db.ensure_schema(engine)
+        mirror = _mirror_to_compare(engine)
+        if mirror is not None and options.selection:
+            _add_selection(mirror, image_ids, options.selection)
+        return mirror, None
+    db.ensure_schema(engine)
     if options.selection:
         _add_selection(engine, image_ids, options.selection)
-    if options.dry_run:
-        return engine, None
     return engine, _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
+
+
+def _mirror_to_compare(engine: Engine) -> Engine | None:
+    """What a dry run compares with: the mirror at the code's schema, or None when there is
+    none yet (then everything is new). Creates and migrates nothing."""
+    from mirror import db
+
+    if not db.mirror_exists(engine):
+        return None
+    db.ensure_schema(engine, allow_upgrade=False)
+    return engine
 
 
 class _Run:
@@ -492,9 +504,10 @@ class _Run:
         if control.fatal is not None and not control.interrupted:
             raise control.fatal
 
-    async def _open_late(self, late: LateDatabase) -> tuple[Engine, int] | None:
-        """Open the database, migrate it and create the run row; on failure the run stops
-        (nothing was written) and None is returned.
+    async def _open_late(self, late: LateDatabase) -> tuple[Engine | None, int | None] | None:
+        """Open the database, migrate it and create the run row (a dry run: only find the
+        mirror to compare with, if any); on failure the run stops (nothing was written) and
+        None is returned.
 
         Started once the first request has been answered (or after LATE_OPEN_AFTER). When
         answers take a while, in a worker thread, so that requests keep flowing during the
@@ -514,11 +527,13 @@ class _Run:
         self.engine, self.run_id = engine, run_id
         return engine, run_id
 
-    def _open_database(self, late: LateDatabase) -> tuple[Engine, int]:
+    def _open_database(self, late: LateDatabase) -> tuple[Engine | None, int | None]:
         with _uncollected():
             from mirror import db, store
 
         engine = late.open()
+        if self.options.dry_run:
+            return _mirror_to_compare(engine), None
         db.ensure_schema(engine)
         return engine, _db_call(engine, store.start_run, requested=self.plan.images, now=_now())
 

@@ -114,11 +114,12 @@ class Writer:
         # them, or answered 404. Taken by the run with `take_recheck`.
         self._recheck: list[str] = []
         # Set when the run started fetching before its database was open (`opened_by`).
-        self._opening: asyncio.Task[tuple[Engine, int] | None] | None = None
+        self._opening: asyncio.Task[tuple[Engine | None, int | None] | None] | None = None
 
-    def opened_by(self, opening: asyncio.Task[tuple[Engine, int] | None]) -> None:
-        """The database is being opened meanwhile (engine and run ID, or None if that
-        failed and stopped the run): nothing is committed before it is."""
+    def opened_by(self, opening: asyncio.Task[tuple[Engine | None, int | None] | None]) -> None:
+        """The database is being opened meanwhile (engine and run ID; for a dry run, the
+        mirror to compare with or None, and no run; None if that failed and stopped the
+        run): nothing is committed before it is."""
         self._opening = opening
 
     async def _database_ready(self) -> bool:

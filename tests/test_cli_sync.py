@@ -16,6 +16,7 @@ import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine, create_engine
 
+from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS
 from mirror.standin import Fault, StandIn, record_for
 
 DATA = Path(__file__).parent / "data"
@@ -407,6 +408,22 @@ def test_a_database_at_an_unknown_revision_is_refused(
     assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
 
 
+def test_a_dry_run_refuses_an_older_schema_before_any_request(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """A dry run migrates nothing: a mirror at an older revision is refused, saying what to
+    run, before anything is fetched (on SQLite from the file itself, without SQLAlchemy)."""
+    older = SCHEMA_REVISIONS[-2]
+    upgraded = run_cli("db", "upgrade", older, "--database-url", database_url)
+    assert upgraded.exit_code == 0, upgraded.output
+    result = sync(standin, database_url, *new_ids(2), "--dry-run")
+    assert result.exit_code == 3, result.output
+    assert f"schema is at {older!r}, older than {SCHEMA_HEAD!r}" in result.stderr
+    assert "autoenhance-mirror db upgrade" in result.stderr
+    assert standin.state.total_requests == 0
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == older
+
+
 def test_ids_piped_on_stdin_are_read_once_and_fetched_once(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
@@ -699,6 +716,26 @@ def test_a_sqlite_sync_sends_its_first_request_before_importing_sqlalchemy(
         )
         assert done.returncode == 0, done.stderr
         assert "PROBE [[]]" in done.stderr
+    # Dry runs too: comparing with the mirror, and with none (nothing is created).
+    compared = subprocess.run(
+        [*command, "--database-url", str(database), "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "PROBE [[]]" in compared.stderr
+    assert json.loads(compared.stdout)["unchanged"] == 3
+    nowhere = tmp_path / "new" / "mirror.db"
+    nowhere.parent.mkdir()
+    fresh = subprocess.run(
+        [*command, "--database-url", str(nowhere), "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert "PROBE [[]]" in fresh.stderr
+    assert json.loads(fresh.stdout)["inserted"] == 3
+    assert list(nowhere.parent.iterdir()) == []
     engine = create_engine(f"sqlite:///{database}")
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 3
