@@ -709,32 +709,25 @@ def test_a_sqlite_sync_sends_its_first_request_before_importing_sqlalchemy(
     )
     ids = new_ids(3)
     database = tmp_path / "mirror.db"
-    command = [sys.executable, "-c", probe, "sync", *ids, "--base-url", standin.url]
-    for _ in range(2):  # creating the schema, then an existing mirror
+
+    def probed(database: Path, *options: str) -> str:
+        """The run's stdout, once it has succeeded with nothing of SQLAlchemy imported."""
         done = subprocess.run(
-            [*command, "--database-url", str(database)], capture_output=True, text=True
-        )
+            [sys.executable, "-c", probe, "sync", *ids, "--base-url", standin.url,
+             "--database-url", str(database), *options],
+            capture_output=True, text=True,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "PROBE [[]]" in done.stderr
+        return done.stdout
+
+    for _ in range(2):  # creating the schema, then an existing mirror
+        probed(database)
     # Dry runs too: comparing with the mirror, and with none (nothing is created).
-    compared = subprocess.run(
-        [*command, "--database-url", str(database), "--dry-run", "--json"],
-        capture_output=True,
-        text=True,
-    )
-    assert compared.returncode == 0, compared.stderr
-    assert "PROBE [[]]" in compared.stderr
-    assert json.loads(compared.stdout)["unchanged"] == 3
+    assert json.loads(probed(database, "--dry-run", "--json"))["unchanged"] == 3
     nowhere = tmp_path / "new" / "mirror.db"
     nowhere.parent.mkdir()
-    fresh = subprocess.run(
-        [*command, "--database-url", str(nowhere), "--dry-run", "--json"],
-        capture_output=True,
-        text=True,
-    )
-    assert fresh.returncode == 0, fresh.stderr
-    assert "PROBE [[]]" in fresh.stderr
-    assert json.loads(fresh.stdout)["inserted"] == 3
+    assert json.loads(probed(nowhere, "--dry-run", "--json"))["inserted"] == 3
     assert list(nowhere.parent.iterdir()) == []
     engine = create_engine(f"sqlite:///{database}")
     with engine.connect() as connection:
