@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import signal
 import threading
@@ -320,12 +321,12 @@ class _Ending:
 
             with contextlib.suppress(SQLAlchemyError):
                 mirror = metrics.read_mirror(run.engine, run.run_id)
-        ended = (self.started, time.time(), self.status, self.exit_code)
-        if run is None:
-            figures = metrics.RunFigures(*ended)
-        else:
-            figures = metrics.RunFigures(
-                *ended,
+        figures = metrics.RunFigures(
+            started=self.started, finished=time.time(), status=self.status, exit_code=self.exit_code
+        )
+        if run is not None:
+            figures = dataclasses.replace(
+                figures,
                 requested=run.plan.images,
                 counts=run.counts,
                 orders_requested=run.plan.orders,
