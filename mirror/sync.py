@@ -282,10 +282,7 @@ def _drive(
         raise
     if run.control.interrupted:
         run.close("interrupted", error="interrupted by a signal")
-        raise Interrupted(
-            f"interrupted by a signal; {run.counts.total()} of {run.plan.images} images "
-            "were committed, the rest were never tried"
-        )
+        raise Interrupted(run.how_far())
     status = run.status()
     run.close(status)
     return status
@@ -460,6 +457,21 @@ class _Run:
     @property
     def counts(self) -> Counts:
         return self.writer.counts
+
+    def how_far(self) -> str:
+        """What an interrupted run tells: what was committed, and what is left."""
+        plan = self.plan
+        images = self.counts.total()
+        orders = self.writer.order_counts.total()
+        done = f"{images} of {plan.images} images"
+        if plan.orders:
+            done += f" and {orders} of {plan.orders} orders"
+        told = [f"interrupted by a signal; {done} were committed"]
+        if images < plan.images or orders < plan.orders:
+            told.append("the rest were never tried")
+        if self.options.all_orders and not self.listing.complete:
+            told.append("the order listing was not read to its end: run it again for the rest")
+        return "; ".join(told)
 
     def status(self) -> RunStatus:
         return run_status(
