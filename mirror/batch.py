@@ -4,6 +4,7 @@ between the writer stage and the store, free of any database import."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mirror.order_payload import OrderRow
 from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts
@@ -28,6 +29,15 @@ class Batch:
             + len(self.orders)
             + len(self.missing_orders)
         )
+
+
+class Planned(NamedTuple):
+    """How many images and orders the run had planned when a batch was committed: its row's
+    `requested` and `orders_requested`, kept current batch by batch, so that the counts of a
+    run killed midway still add up (a listing keeps finding more)."""
+
+    images: int
+    orders: int
 
 
 @dataclass

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
-from mirror.batch import Batch, Stored
+from mirror.batch import Batch, Planned, Stored
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
@@ -147,14 +147,22 @@ def finish_run(
 
 
 def store_batch(
-    engine: Engine, *, batch: Batch, run_id: int | None, now: datetime, dry_run: bool = False
+    engine: Engine,
+    *,
+    batch: Batch,
+    run_id: int | None,
+    now: datetime,
+    dry_run: bool = False,
+    planned: Planned | None = None,
 ) -> Stored:
     """`apply_batch`, isolating rows the database refuses (say a NUL character, which
     PostgreSQL's text and JSONB cannot hold): the batch is then written image by image and
     each refused image becomes an `invalid_payload` failure instead of ending the run.
     """
     try:
-        return apply_batch(engine, batch=batch, run_id=run_id, now=now, dry_run=dry_run)
+        return apply_batch(
+            engine, batch=batch, run_id=run_id, now=now, dry_run=dry_run, planned=planned
+        )
     except (DataError, IntegrityError):
         pass
     stored = Stored()
@@ -165,7 +173,9 @@ def store_batch(
     singles += [Batch([], [], [], [], list(batch.missing_orders))] if batch.missing_orders else []
     for single in singles:
         try:
-            one = apply_batch(engine, batch=single, run_id=run_id, now=now, dry_run=dry_run)
+            one = apply_batch(
+                engine, batch=single, run_id=run_id, now=now, dry_run=dry_run, planned=planned
+            )
         except (DataError, IntegrityError) as exc:
             if not single.rows and not single.orders:
                 raise  # only an API's own values can be refused; anything else is ours
@@ -177,7 +187,12 @@ def store_batch(
                 order_id = single.orders[0].order_id
                 refused = Failure(None, "invalid_payload", message, order_id=order_id, of="order")
             one = apply_batch(
-                engine, batch=Batch([], [], [refused]), run_id=run_id, now=now, dry_run=dry_run
+                engine,
+                batch=Batch([], [], [refused]),
+                run_id=run_id,
+                now=now,
+                dry_run=dry_run,
+                planned=planned,
             )
         stored.add(one)
     return stored
@@ -206,9 +221,16 @@ def _failed(batch: Batch, of: str) -> int:
 
 
 def apply_batch(
-    engine: Engine, *, batch: Batch, run_id: int | None, now: datetime, dry_run: bool = False
+    engine: Engine,
+    *,
+    batch: Batch,
+    run_id: int | None,
+    now: datetime,
+    dry_run: bool = False,
+    planned: Planned | None = None,
 ) -> Stored:
-    """Upsert a batch in one transaction and add its counts to the run's row.
+    """Upsert a batch in one transaction and add its counts to the run's row (with what the
+    run had `planned` by then).
 
     404s of images never mirrored become failures; 404s of mirrored images are returned in
     `to_delete`, unwritten. Orders first, the same way (`order_store`). With `dry_run` only
@@ -287,7 +309,7 @@ def apply_batch(
         if failures and run_id is not None:
             _record_failures(connection, run_id, failures, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, counts, orders.counts)
+            _add_to_run(connection, run_id, counts, orders.counts, planned)
         return stored
 
 
@@ -493,11 +515,17 @@ def _storable(message: str) -> str:
 
 
 def _add_to_run(
-    connection: Connection, run_id: int, counts: Counts, order_counts: OrderCounts
+    connection: Connection,
+    run_id: int,
+    counts: Counts,
+    order_counts: OrderCounts,
+    planned: Planned | None = None,
 ) -> None:
     """Keep the run's row current batch by batch, so an aborted run still tells what it did."""
     c = sync_runs_table.c
     tallies = counts.as_dict() | order_counts.as_dict()
-    increments = {name: c[name] + value for name, value in tallies.items() if value}
-    if increments:
-        connection.execute(update(sync_runs_table).where(c.id == run_id).values(increments))
+    values: dict[str, Any] = {name: c[name] + value for name, value in tallies.items() if value}
+    if planned is not None:
+        values.update(requested=planned.images, orders_requested=planned.orders)
+    if values:
+        connection.execute(update(sync_runs_table).where(c.id == run_id).values(values))

@@ -161,6 +161,43 @@ def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
     assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
 
 
+def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """`requested` minus the counts is what was never tried, also for a run that never got to
+    record its end: the row's `requested` and `orders_requested` grow with the listing, batch
+    by batch, instead of keeping what was known when the run started."""
+    account = SampleAccount.generate(600, seed=4)
+    standin.state.account = account
+    standin.state.script(LISTING, Fault(), Fault(), Fault(), Fault(delay=60))  # then it stalls
+    process = start_cli(
+        "sync", "--all", "--api-key", "k", "--base-url", standin.url,
+        "--database-url", database_url,
+    )  # fmt: skip
+    listed, token = [], None
+    for _ in range(3):
+        page = account.page(offset=token, per_page=15, sort="date")
+        listed += page["orders"]
+        token = page["pagination"]["next_offset"]
+    embedded = sum(len(order["images"]) for order in listed)
+    deadline = time.monotonic() + 20
+    while True:  # until the writer's timed flush has committed the three pages
+        assert time.monotonic() < deadline, "the three pages were never committed"
+        if inspect(engine).has_table("sync_runs"):
+            committed = scalar(engine, "SELECT max(inserted) FROM sync_runs")
+            if committed == embedded:
+                break
+        time.sleep(0.05)
+    process.kill()
+    process.communicate(timeout=30)
+    [run] = rows(engine, "SELECT * FROM sync_runs")
+    assert run["status"] == "running"  # it never recorded its end
+    image_tallies = ("inserted", "updated", "unchanged", "deleted", "not_found", "failed")
+    order_tallies = tuple(f"orders_{name}" for name in image_tallies)
+    assert run["requested"] == sum(run[name] for name in image_tallies) == embedded
+    assert run["orders_requested"] == sum(run[name] for name in order_tallies) == 45
+
+
 # --- kill -9 at random points ----------------------------------------------------------------
 
 
