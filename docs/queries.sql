@@ -155,6 +155,32 @@ FROM images
 WHERE deleted_at >= :since AND deleted_at < :before
 ORDER BY deleted_at DESC, image_id;
 
+-- report: images-per-order
+-- about: Mirrored orders with their images, and how many are processed (dates filter the day the order was created).
+-- An order without created_at is listed whatever the dates (its day is unknown).
+SELECT o.order_id, o.name, o.status, o.created_at, o.total_images,
+       count(i.image_id) AS images,
+       count(CASE WHEN i.status = 'processed' THEN 1 END) AS processed
+FROM orders AS o
+LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
+WHERE o.deleted_at IS NULL
+  AND COALESCE(o.created_at, :since) >= :since AND COALESCE(o.created_at, :since) < :before
+GROUP BY o.order_id, o.name, o.status, o.created_at, o.total_images
+ORDER BY o.order_id;
+
+-- report: orders-processing
+-- about: Orders not finished: the order says processing, or one of its images is not processed, error or expired yet (dates filter the day created).
+-- An order without created_at is listed whatever the dates (its day is unknown).
+SELECT o.order_id, o.name, o.status, o.created_at, count(i.image_id) AS unfinished_images
+FROM orders AS o
+LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
+     AND (i.status IS NULL OR i.status NOT IN ('processed', 'error', 'expired'))
+WHERE o.deleted_at IS NULL
+  AND COALESCE(o.created_at, :since) >= :since AND COALESCE(o.created_at, :since) < :before
+GROUP BY o.order_id, o.name, o.status, o.created_at
+HAVING o.status = 'processing' OR count(i.image_id) > 0
+ORDER BY o.order_id;
+
 -- report: last-runs
 -- about: The 20 newest sync runs with their counts (dates filter the day started).
 SELECT id, started_at, finished_at, status, requested, inserted, updated, unchanged, deleted,
@@ -194,24 +220,3 @@ SELECT image_id, CAST(extra ->> 'render_revision' AS BIGINT) AS render_revision
 FROM images
 WHERE extra ->> 'render_revision' IS NOT NULL
 ORDER BY image_id;
-
--- name: images per order
-SELECT o.order_id, o.name, o.status, o.total_images,
-       count(i.image_id) AS images,
-       count(CASE WHEN i.status = 'processed' THEN 1 END) AS processed
-FROM orders AS o
-LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
-WHERE o.deleted_at IS NULL
-GROUP BY o.order_id, o.name, o.status, o.total_images
-ORDER BY o.order_id;
-
--- name: orders still processing
--- (the order says so, or one of its images is not processed, error or expired yet)
-SELECT o.order_id, o.name, o.status, count(i.image_id) AS unfinished_images
-FROM orders AS o
-LEFT JOIN images AS i ON i.order_id = o.order_id AND i.deleted_at IS NULL
-     AND (i.status IS NULL OR i.status NOT IN ('processed', 'error', 'expired'))
-WHERE o.deleted_at IS NULL
-GROUP BY o.order_id, o.name, o.status
-HAVING o.status = 'processing' OR count(i.image_id) > 0
-ORDER BY o.order_id;

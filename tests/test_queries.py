@@ -10,7 +10,6 @@ import pytest
 from helpers import REPO, new_ids, rows, run_cli
 from sqlalchemy import Engine, text
 
-from mirror.sample_account import SampleAccount
 from mirror.standin import StandIn, record_for
 
 QUERIES_FILE = REPO / "docs" / "queries.sql"
@@ -37,8 +36,6 @@ def test_the_file_holds_the_queries_the_readme_promises() -> None:
         "status timeline of one image",
         "images in each status at a moment",
         "images whose extra holds a given key",
-        "images per order",
-        "orders still processing",
     }
 
 
@@ -106,52 +103,3 @@ def test_status_timeline_of_one_image_and_status_at_a_moment(
 
     assert at(timeline[0]["valid_from"]) == [("processing", 2)]
     assert at(timeline[1]["valid_from"]) == [("processed", 1), ("processing", 1)]
-
-
-FINISHED = ("processed", "error", "expired")
-
-
-@pytest.fixture
-def account(standin: StandIn, database_url: str) -> SampleAccount:
-    """Three orders mirrored with --order; one still processing, one deleted upstream after."""
-    account = SampleAccount.generate(40, seed=11)
-    standin.state.account = account
-    chosen = sorted(account.orders)[:4]
-    account.orders[chosen[0]].status = "processing"
-    args = [arg for order_id in chosen for arg in ("--order", order_id)]
-    common = ["--base-url", standin.url, "--database-url", database_url, "--max-deletes", "99"]
-    assert run_cli("sync", *args, *common).exit_code == 0
-    account.delete_order(chosen[3])
-    assert run_cli("sync", *args, *common).exit_code == 0
-    for order_id in list(account.orders):
-        if order_id not in chosen:
-            account.orders.pop(order_id)
-    return account
-
-
-def test_images_per_order(account: SampleAccount, engine: Engine) -> None:
-    result = run_query(engine, "images per order")
-    expected = []
-    for order_id in sorted(account.orders):
-        order = account.orders[order_id]
-        statuses = [account.image_record(i)["status"] for i in order.image_ids]
-        n = len(order.image_ids)
-        expected.append((order_id, order.status, n, n, statuses.count("processed")))
-    got = [
-        (r["order_id"], r["status"], r["total_images"], r["images"], r["processed"]) for r in result
-    ]
-    assert got == expected
-    assert all(type(r["images"]) is int and type(r["processed"]) is int for r in result)
-
-
-def test_orders_still_processing(account: SampleAccount, engine: Engine) -> None:
-    result = run_query(engine, "orders still processing")
-    expected = []
-    for order_id in sorted(account.orders):
-        order = account.orders[order_id]
-        statuses = [account.image_record(i)["status"] for i in order.image_ids]
-        unfinished = sum(1 for s in statuses if s not in FINISHED)
-        if order.status == "processing" or unfinished:
-            expected.append((order_id, order.status, unfinished))
-    assert [(r["order_id"], r["status"], r["unfinished_images"]) for r in result] == expected
-    assert any(status == "processing" for _, status, _ in expected)

@@ -22,8 +22,9 @@ from sqlalchemy import Engine, insert
 
 from mirror.config import parse_database_url
 from mirror.db import create_db_engine
-from mirror.models import image_versions_table, images_table
+from mirror.models import image_versions_table, images_table, orders_table
 from mirror.reports import load_reports, report_source
+from mirror.sample_account import SampleAccount
 from mirror.standin import StandIn, record_for
 
 UTC = dt.UTC
@@ -77,6 +78,8 @@ def test_report_alone_lists_every_report_with_one_line() -> None:
         "deleted",
         "last-runs",
         "last-run-failures",
+        "images-per-order",
+        "orders-processing",
     }
     for line, named in zip(lines, REPORTS.values(), strict=True):
         assert named.about and line.endswith(named.about)
@@ -466,3 +469,71 @@ def test_the_readme_shows_the_history_reports_sql_verbatim() -> None:
     readme = (REPO / "README.md").read_text()
     assert REPORTS["downloads-per-day"].statements[""] in readme
     assert REPORTS["time-to-process"].statements["postgresql"] in readme
+
+
+# --- the order reports ----------------------------------------------------------------------
+
+FINISHED = ("processed", "error", "expired")
+
+
+@pytest.fixture
+def account(standin: StandIn, database_url: str) -> SampleAccount:
+    """Four orders created on four days, mirrored with --order; one still processing, one
+    deleted upstream after; the account then holds the three left."""
+    account = SampleAccount.generate(40, seed=11)
+    standin.state.account = account
+    chosen = sorted(account.orders)[:4]
+    for days, order_id in enumerate(chosen):
+        account.orders[order_id].created_at = dt.datetime(2026, 3, 1 + days, 23, 30, tzinfo=UTC)
+    account.orders[chosen[0]].status = "processing"
+    args = [arg for order_id in chosen for arg in ("--order", order_id)]
+    sync(standin, database_url, *args)
+    account.delete_order(chosen[3])
+    sync(standin, database_url, *args)
+    for order_id in list(account.orders):
+        if order_id not in chosen:
+            account.orders.pop(order_id)
+    return account
+
+
+def test_images_per_order_and_orders_processing(account: SampleAccount, database_url: str) -> None:
+    per_order, unfinished_orders = [], []
+    for order_id in sorted(account.orders):
+        order = account.orders[order_id]
+        statuses = [account.image_record(i)["status"] for i in order.image_ids]
+        n = len(order.image_ids)
+        created = iso(order.created_at)
+        per_order.append((order_id, order.status, created, n, n, statuses.count("processed")))
+        unfinished = sum(1 for s in statuses if s not in FINISHED)
+        if order.status == "processing" or unfinished:
+            unfinished_orders.append((order_id, order.status, created, unfinished))
+    got = report_json(database_url, "images-per-order")
+    assert [
+        (r["order_id"], r["status"], r["created_at"], r["total_images"], r["images"],
+         r["processed"])
+        for r in got
+    ] == per_order  # fmt: skip
+    assert len(per_order) == 3  # the deleted order is left out
+    got = report_json(database_url, "orders-processing")
+    assert [
+        (r["order_id"], r["status"], r["created_at"], r["unfinished_images"]) for r in got
+    ] == unfinished_orders
+    assert any(status == "processing" for _, status, _, _ in unfinished_orders)
+
+
+def test_the_order_reports_filter_the_day_created(
+    account: SampleAccount, engine: Engine, database_url: str
+) -> None:
+    """Whole UTC days, both ends included; an order whose creation is unknown is always in."""
+    first, second, third = sorted(account.orders, key=lambda o: account.orders[o].created_at)
+    listed = [r["order_id"] for r in report_json(database_url, "images-per-order",
+              "--since", "2026-03-02", "--until", "2026-03-03")]  # fmt: skip
+    assert listed == sorted([second, third])
+    with engine.begin() as connection:
+        connection.execute(
+            orders_table.update().where(orders_table.c.order_id == first).values(created_at=None)
+        )
+    for name in ("images-per-order", "orders-processing"):
+        got = report_json(database_url, name, "--since", "2026-03-03", "--until", "2026-03-03")
+        assert first in [r["order_id"] for r in got], name
+        assert second not in [r["order_id"] for r in got], name
