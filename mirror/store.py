@@ -159,10 +159,11 @@ def store_batch(
     PostgreSQL's text and JSONB cannot hold): the batch is then written image by image and
     each refused image becomes an `invalid_payload` failure instead of ending the run.
     """
+    write = functools.partial(
+        apply_batch, engine, run_id=run_id, now=now, dry_run=dry_run, planned=planned
+    )
     try:
-        return apply_batch(
-            engine, batch=batch, run_id=run_id, now=now, dry_run=dry_run, planned=planned
-        )
+        return write(batch=batch)
     except (DataError, IntegrityError):
         pass
     stored = Stored()
@@ -173,9 +174,7 @@ def store_batch(
     singles += [Batch([], [], [], [], list(batch.missing_orders))] if batch.missing_orders else []
     for single in singles:
         try:
-            one = apply_batch(
-                engine, batch=single, run_id=run_id, now=now, dry_run=dry_run, planned=planned
-            )
+            one = write(batch=single)
         except (DataError, IntegrityError) as exc:
             if not single.rows and not single.orders:
                 raise  # only an API's own values can be refused; anything else is ours
@@ -186,14 +185,7 @@ def store_batch(
             else:
                 order_id = single.orders[0].order_id
                 refused = Failure(None, "invalid_payload", message, order_id=order_id, of="order")
-            one = apply_batch(
-                engine,
-                batch=Batch([], [], [refused]),
-                run_id=run_id,
-                now=now,
-                dry_run=dry_run,
-                planned=planned,
-            )
+            one = write(batch=Batch([], [], [refused]))
         stored.add(one)
     return stored
 
