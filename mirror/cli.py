@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -415,7 +415,9 @@ def _run_sync(
 
     from mirror.sync import sync_images
 
-    progress = _Progress(enabled=show_progress and not quiet)
+    # Orders bring images the run cannot count before it has them: no total to show.
+    open_ended = options.all_orders or bool(order_ids)
+    progress = _Progress(enabled=show_progress and not quiet, open_ended=open_ended)
     try:
         return sync_images(
             engine=engine,
@@ -433,16 +435,29 @@ def _run_sync(
 
 class _Progress:
     """A progress bar on a terminal's stderr, opened once the run knows how many images it
-    fetches (selections are counted after the lock is taken); nothing when not a terminal."""
+    fetches (selections are counted after the lock is taken); nothing when not a terminal.
+    `open_ended` (orders, whose images are known only once fetched): images counted as they
+    come, with no total and no percentage (it would read 100 % after every page)."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, open_ended: bool = False) -> None:
         self._enabled = enabled and sys.stderr.isatty()
+        self._open_ended = open_ended
         self._bar: Any = None
 
     def start(self, total: int) -> None:
         """Called again when the run adds work (the parents of --with-parents)."""
         if self._bar is not None:
-            self._bar.length = total
+            if not self._open_ended:
+                self._bar.length = total
+        elif self._enabled and self._open_ended:
+            self._bar = click.progressbar(
+                iterable=_no_length(),
+                label="syncing",
+                file=sys.stderr,
+                show_pos=True,
+                item_show_func=lambda _: "images",
+            )
+            self._bar.__enter__()
         elif self._enabled:
             self._bar = click.progressbar(length=total, label="syncing", file=sys.stderr)
             self._bar.__enter__()
@@ -454,6 +469,11 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+
+def _no_length() -> Iterator[int]:
+    """An iterable without a length: click's bar then counts, with no total."""
+    yield from ()
 
 
 def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:

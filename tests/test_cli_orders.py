@@ -5,6 +5,11 @@ account, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -502,3 +507,47 @@ def test_wrong_typed_order_fields_are_kept_in_extra_with_a_warning(
     assert row["total_images"] is None and row["created_at"] is None
     extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
     assert extra["total_images"] == "12" and extra["created_at"] == 5
+
+
+# --- on a terminal --------------------------------------------------------------------------
+
+
+def on_a_terminal(*args: str) -> str:
+    """What the CLI shows when run by hand: stdout and stderr a (pseudo-)terminal."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args], stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done writing
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, output.decode(errors="replace")
+    return output.decode(errors="replace")
+
+
+def test_the_progress_of_a_listing_counts_images_instead_of_showing_a_total(
+    standin: StandIn, account: SampleAccount, database_url: str
+) -> None:
+    """Orders bring images nobody can count beforehand: the bar counts them as they come
+    (it used to show 100 % after the first page). A run by ID keeps its percentage."""
+    standin.state.latency = 0.01
+    common = ["--base-url", standin.url, "--database-url", database_url, "--api-key", KEY]
+    shown = on_a_terminal("sync", "--all", *common)
+    renders = [r for r in re.split(r"[\r\n]", shown) if "syncing" in r]
+    assert renders and not any("%" in r for r in renders), renders
+    counts = [int(m.group(1)) for r in renders if (m := re.search(r"(\d+)\s+images", r))]
+    assert counts == sorted(counts) and len(set(counts)) > 3
+    assert counts[-1] == len(account.image_ids())
+    assert f"synced {len(account.image_ids())} images" in shown
+
+    by_id = on_a_terminal("sync", *account.image_ids()[:50], *common)
+    renders = [r for r in re.split(r"[\r\n]", by_id) if "syncing" in r]
+    assert renders and "100%" in renders[-1] and "0%" in renders[0], renders
