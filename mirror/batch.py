@@ -31,13 +31,14 @@ class Batch:
         )
 
 
-class Planned(NamedTuple):
-    """How many images and orders the run had planned when a batch was committed: its row's
-    `requested` and `orders_requested`, kept current batch by batch, so that the counts of a
-    run killed midway still add up (a listing keeps finding more)."""
+class SoFar(NamedTuple):
+    """How far the run had got when a batch was committed, by the names of its row's columns:
+    kept current batch by batch, so that a run killed midway still tells what it tried (a
+    listing keeps finding more) and what it asked the API."""
 
-    images: int
-    orders: int
+    requested: int  # images planned
+    orders_requested: int
+    api_requests: int  # sent, retries and listing pages included
 
 
 @dataclass

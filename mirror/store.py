@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
-from mirror.batch import Batch, Planned, Stored
+from mirror.batch import Batch, SoFar, Stored
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
@@ -153,14 +153,14 @@ def store_batch(
     run_id: int | None,
     now: datetime,
     dry_run: bool = False,
-    planned: Planned | None = None,
+    so_far: SoFar | None = None,
 ) -> Stored:
     """`apply_batch`, isolating rows the database refuses (say a NUL character, which
     PostgreSQL's text and JSONB cannot hold): the batch is then written image by image and
     each refused image becomes an `invalid_payload` failure instead of ending the run.
     """
     write = functools.partial(
-        apply_batch, engine, run_id=run_id, now=now, dry_run=dry_run, planned=planned
+        apply_batch, engine, run_id=run_id, now=now, dry_run=dry_run, so_far=so_far
     )
     try:
         return write(batch=batch)
@@ -219,10 +219,10 @@ def apply_batch(
     run_id: int | None,
     now: datetime,
     dry_run: bool = False,
-    planned: Planned | None = None,
+    so_far: SoFar | None = None,
 ) -> Stored:
-    """Upsert a batch in one transaction and add its counts to the run's row (with what the
-    run had `planned` by then).
+    """Upsert a batch in one transaction and add its counts to the run's row (with how far
+    the run had got: `so_far`).
 
     404s of images never mirrored become failures; 404s of mirrored images are returned in
     `to_delete`, unwritten. Orders first, the same way (`order_store`). With `dry_run` only
@@ -301,7 +301,7 @@ def apply_batch(
         if failures and run_id is not None:
             _record_failures(connection, run_id, failures, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, counts, orders.counts, planned)
+            _add_to_run(connection, run_id, counts, orders.counts, so_far)
         return stored
 
 
@@ -511,13 +511,13 @@ def _add_to_run(
     run_id: int,
     counts: Counts,
     order_counts: OrderCounts,
-    planned: Planned | None = None,
+    so_far: SoFar | None = None,
 ) -> None:
     """Keep the run's row current batch by batch, so an aborted run still tells what it did."""
     c = sync_runs_table.c
     tallies = counts.as_dict() | order_counts.as_dict()
     values: dict[str, Any] = {name: c[name] + value for name, value in tallies.items() if value}
-    if planned is not None:
-        values.update(requested=planned.images, orders_requested=planned.orders)
+    if so_far is not None:
+        values.update(so_far._asdict())
     if values:
         connection.execute(update(sync_runs_table).where(c.id == run_id).values(values))

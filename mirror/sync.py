@@ -33,7 +33,7 @@ from mirror.api import (
     Target,
     TransportFactory,
 )
-from mirror.batch import Planned
+from mirror.batch import SoFar
 from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, Interrupted, MirrorError
@@ -423,7 +423,7 @@ class _Run:
             guard=DeletionGuard(lambda: plan.images, base_url, options.max_deletes),
             order_guard=DeletionGuard(lambda: plan.orders, base_url, options.max_deletes, "orders"),
             control=self.control,
-            planned=lambda: Planned(plan.images, plan.orders),
+            so_far=lambda: SoFar(plan.images, plan.orders, self.fetcher.requests),
             on_warning=on_warning,
         )
         settings = options.api

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mirror.batch import Batch, Planned, Stored
+from mirror.batch import Batch, SoFar, Stored
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, DatabaseUnavailable, MirrorError, TooManyDeletions
 from mirror.order_payload import OrderRow
@@ -91,11 +91,11 @@ class Writer:
         guard: DeletionGuard,
         order_guard: DeletionGuard,
         control: RunControl,
-        planned: Callable[[], Planned],
+        so_far: Callable[[], SoFar],
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self._engine = engine
-        self._planned = planned
+        self._so_far = so_far
         self._lock = lock
         self._run_id = run_id
         self._dry_run = dry_run
@@ -235,7 +235,7 @@ class Writer:
                 run_id=self._run_id,
                 now=_now(),
                 dry_run=self._dry_run,
-                planned=self._planned(),
+                so_far=self._so_far(),
             )
         if stored is None:
             return

@@ -166,7 +166,7 @@ def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
 ) -> None:
     """`requested` minus the counts is what was never tried, also for a run that never got to
     record its end: the row's `requested` and `orders_requested` grow with the listing, batch
-    by batch, instead of keeping what was known when the run started."""
+    by batch, instead of keeping what was known when the run started; `api_requests` too."""
     account = SampleAccount.generate(600, seed=4)
     standin.state.account = account
     standin.state.script(LISTING, Fault(), Fault(), Fault(), Fault(delay=60))  # then it stalls
@@ -196,6 +196,7 @@ def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
     order_tallies = tuple(f"orders_{name}" for name in image_tallies)
     assert run["requested"] == sum(run[name] for name in image_tallies) == embedded
     assert run["orders_requested"] == sum(run[name] for name in order_tallies) == 45
+    assert run["api_requests"] == 4  # three pages answered, the fourth sent
 
 
 # --- kill -9 at random points ----------------------------------------------------------------

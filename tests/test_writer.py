@@ -10,7 +10,7 @@ import pytest
 from helpers import new_ids, scalar
 
 from mirror import db
-from mirror.batch import Planned
+from mirror.batch import SoFar
 from mirror.config import parse_database_url
 from mirror.control import RunControl
 from mirror.errors import TooManyDeletions
@@ -57,7 +57,7 @@ def test_outcomes_are_written_and_404s_of_mirrored_images_held_back(tmp_path: Pa
         return Writer(
             engine=engine, lock=HeldLock(), run_id=None, dry_run=False, guard=guard,
             order_guard=DeletionGuard(lambda: 0, "http://api.invalid", noun="orders"),
-            control=control, planned=lambda: Planned(requested, 0),
+            control=control, so_far=lambda: SoFar(requested, 0, 0),
         )  # fmt: skip
 
     first = writer(13)
