@@ -637,6 +637,8 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
                 f"deleted {run['orders_deleted']}, not found {run['orders_not_found']}, "
                 f"failed {run['orders_failed']}; API requests {run['api_requests']}"
             )
+        if run["id"] in overview.gone:
+            line += " (its process is gone: killed or crashed; the next sync marks it interrupted)"
         click.echo(line)
     if overview.last_run_failures:
         click.echo("failures of the last run")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
 from mirror.models import images_table, orders_table, sync_failures_table, sync_runs_table
+from mirror.store import process_gone
 
 
 @dataclass
@@ -20,6 +21,9 @@ class Overview:
     last_runs: list[dict[str, Any]]
     last_run_failures: list[dict[str, Any]]  # the first `failures_shown`
     last_run_failures_left_out: int = 0
+    # Runs still `running` whose process has ended (killed, crashed): the next sync marks
+    # them interrupted; until then the row cannot say so itself.
+    gone: set[int] = field(default_factory=set)
 
 
 def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Overview:
@@ -45,6 +49,12 @@ def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -
                 ).mappings()
             ]
             failure_count = connection.execute(select(func.count()).where(last)).scalar_one()
+        gone = {
+            run["id"]
+            for run in last_runs
+            if run["status"] == "running"
+            and process_gone(run["pid"], run["host"], run["started_at"])
+        }
         return Overview(
             by_status=count_by(connection, images.status, images.deleted_at),
             by_scene=count_by(connection, images.scene, images.deleted_at),
@@ -54,6 +64,7 @@ def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -
             last_runs=last_runs,
             last_run_failures=failures,
             last_run_failures_left_out=int(failure_count) - len(failures),
+            gone=gone,
         )
 
 

@@ -71,6 +71,13 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
         return int(result.scalar_one())
 
 
+def process_gone(pid: int | None, host: str | None, started_at: datetime) -> bool:
+    """Whether the process of a `running` run is known to have ended without recording it:
+    the run was started on this host and its process no longer runs. (On another host
+    nobody here can tell.)"""
+    return host == socket.gethostname() and not _alive(pid, since=started_at)
+
+
 def _alive(pid: int | None, *, since: datetime) -> bool:
     """Whether the process that started a run `since` then is still running: its pid exists
     and (where /proc tells) that process started no later than the run. A pid reused by a

@@ -188,10 +188,15 @@ def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
             if committed == embedded:
                 break
         time.sleep(0.05)
+    gone = "its process is gone: killed or crashed; the next sync marks it interrupted"
+    alive = run_cli("status", "--database-url", database_url)
+    assert alive.exit_code == 0 and gone not in alive.stdout  # it still runs
     process.kill()
     process.communicate(timeout=30)
     [run] = rows(engine, "SELECT * FROM sync_runs")
     assert run["status"] == "running"  # it never recorded its end
+    shown = run_cli("status", "--database-url", database_url)
+    assert f"run {run['id']}" in shown.stdout and gone in shown.stdout
     image_tallies = ("inserted", "updated", "unchanged", "deleted", "not_found", "failed")
     order_tallies = tuple(f"orders_{name}" for name in image_tallies)
     assert run["requested"] == sum(run[name] for name in image_tallies) == embedded
