@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pty
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,29 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
         catch_exceptions=False,
         prog_name="autoenhance-mirror",
     )
+
+
+def on_a_terminal(*args: str) -> str:
+    """What the CLI, in a process of its own, shows when run by hand: its stdout and stderr a
+    (pseudo-)terminal. It must succeed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args], stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done writing
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    shown = output.decode(errors="replace")
+    assert process.wait(timeout=60) == 0, shown
+    return shown
 
 
 def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -5,17 +5,13 @@ account, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_ids, rows, run_cli, scalar
+from helpers import new_ids, on_a_terminal, rows, run_cli, scalar
 from sqlalchemy import Engine, inspect
 
 from mirror.sample_account import SampleAccount, SampleOrder, encode_offset
@@ -510,27 +506,6 @@ def test_wrong_typed_order_fields_are_kept_in_extra_with_a_warning(
 
 
 # --- on a terminal --------------------------------------------------------------------------
-
-
-def on_a_terminal(*args: str) -> str:
-    """What the CLI shows when run by hand: stdout and stderr a (pseudo-)terminal."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mirror", *args], stdout=follower, stderr=follower
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process is done writing
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    assert process.wait(timeout=60) == 0, output.decode(errors="replace")
-    return output.decode(errors="replace")
 
 
 def test_the_progress_of_a_listing_counts_images_instead_of_showing_a_total(

@@ -8,16 +8,12 @@ import datetime as dt
 import io
 import json
 import math
-import os
-import pty
 import random
-import subprocess
-import sys
 from fractions import Fraction
 from typing import Any
 
 import pytest
-from helpers import REPO, new_ids, rows, run_cli, when
+from helpers import REPO, new_ids, on_a_terminal, rows, run_cli, when
 from sqlalchemy import Engine, insert
 
 from mirror.config import parse_database_url
@@ -441,25 +437,7 @@ def test_time_to_process_gives_the_same_numbers_on_sqlite_and_postgresql(
 @pytest.mark.usefixtures("history")
 def test_a_terminal_gets_a_table_by_default(database_url: str) -> None:
     """`report` run as a user runs it, its stdout a terminal (a pseudo-terminal here)."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mirror", "report", "last-runs", "--database-url", database_url],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process is done writing
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    assert process.wait(timeout=30) == 0
-    lines = output.decode().splitlines()
+    lines = on_a_terminal("report", "last-runs", "--database-url", database_url).splitlines()
     assert lines[0].split()[:2] == ["id", "started_at"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     assert len(lines) == 5  # header, rule, three runs
