@@ -607,7 +607,10 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
                     "deleted": overview.deleted,
                     "orders_by_status": {str(k): n for k, n in overview.orders_by_status},
                     "orders_deleted": overview.orders_deleted,
-                    "runs": overview.last_runs,
+                    "runs": [
+                        {**run, "process_gone": run["id"] in overview.gone}
+                        for run in overview.last_runs
+                    ],
                     "last_run_failures": overview.last_run_failures,
                     "last_run_failures_left_out": overview.last_run_failures_left_out,
                 },

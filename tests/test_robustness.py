@@ -191,12 +191,16 @@ def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
     gone = "its process is gone: killed or crashed; the next sync marks it interrupted"
     alive = run_cli("status", "--database-url", database_url)
     assert alive.exit_code == 0 and gone not in alive.stdout  # it still runs
+    alive_json = json.loads(run_cli("status", "--json", "--database-url", database_url).stdout)
+    assert [r["process_gone"] for r in alive_json["runs"]] == [False]
     process.kill()
     process.communicate(timeout=30)
     [run] = rows(engine, "SELECT * FROM sync_runs")
     assert run["status"] == "running"  # it never recorded its end
     shown = run_cli("status", "--database-url", database_url)
     assert f"run {run['id']}" in shown.stdout and gone in shown.stdout
+    shown_json = json.loads(run_cli("status", "--json", "--database-url", database_url).stdout)
+    assert [(r["status"], r["process_gone"]) for r in shown_json["runs"]] == [("running", True)]
     image_tallies = ("inserted", "updated", "unchanged", "deleted", "not_found", "failed")
     order_tallies = tuple(f"orders_{name}" for name in image_tallies)
     assert run["requested"] == sum(run[name] for name in image_tallies) == embedded
