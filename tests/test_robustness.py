@@ -41,6 +41,16 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
+def listing_pages(account: SampleAccount) -> list[list[dict[str, Any]]]:
+    """The orders of each page of the account's listing, in the order a sync reads them."""
+    pages, offset = [], None
+    while True:
+        page = account.page(offset=offset, per_page=15, sort="date")
+        pages.append(page["orders"])
+        if (offset := page["pagination"]["next_offset"]) is None:
+            return pages
+
+
 def wait_for_requests(standin: StandIn, n: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while standin.state.total_requests < n:
@@ -147,7 +157,7 @@ def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
     assert process.returncode == 130, stderr
     [run] = rows(engine, "SELECT * FROM sync_runs")
     assert run["status"] == "interrupted"
-    first_page = account.page(offset=None, per_page=15, sort="date")["orders"]
+    first_page = listing_pages(account)[0]
     assert run["orders_inserted"] == run["orders_requested"] == len(first_page) == 15
     embedded = sum(len(order["images"]) for order in first_page)
     assert run["inserted"] == run["requested"] == embedded
@@ -174,11 +184,7 @@ def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
         "sync", "--all", "--api-key", "k", "--base-url", standin.url,
         "--database-url", database_url,
     )  # fmt: skip
-    listed, token = [], None
-    for _ in range(3):
-        page = account.page(offset=token, per_page=15, sort="date")
-        listed += page["orders"]
-        token = page["pagination"]["next_offset"]
+    listed = [order for page in listing_pages(account)[:3] for order in page]
     embedded = sum(len(order["images"]) for order in listed)
     deadline = time.monotonic() + 20
     while True:  # until the writer's timed flush has committed the three pages
@@ -307,12 +313,9 @@ def test_while_a_blocked_database_opens_the_listing_reads_on_within_a_bound(
     path = tmp_path / "mirror.db"
     assert run_cli("db", "upgrade", "--database-url", str(path)).exit_code == 0
     # Outcomes (an order and its images) the listing has produced after each page.
-    produced, offset = [0], None
-    while True:
-        page = account.page(offset=offset, per_page=15, sort="date")
-        produced.append(produced[-1] + sum(1 + len(o["images"]) for o in page["orders"]))
-        if (offset := page["pagination"]["next_offset"]) is None:
-            break
+    produced = [0]
+    for page in listing_pages(account):
+        produced.append(produced[-1] + sum(1 + len(o["images"]) for o in page))
     blocker = sqlite3.connect(path)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
