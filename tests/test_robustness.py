@@ -423,11 +423,14 @@ def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_
 
 
 def _terminate_lock_session(engine: Engine) -> int:
+    """Terminate the sync's lock session and wait (up to 5 s) until its backend has exited:
+    only then is its advisory lock released (pg_terminate_backend alone only signals it)."""
     with engine.begin() as connection:
         return int(
             connection.execute(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
+                    "FROM pg_stat_activity "
                     "WHERE datname = current_database() AND application_name = :name"
                 ),
                 {"name": "autoenhance-mirror (lock)"},
@@ -466,22 +469,27 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
 ) -> None:
     engine = create_engine(parse_database_url(postgres_url))
     process = _sync_of_80_running(standin, postgres_url)
-    with engine.connect() as other:  # another sync, as far as the lock can tell
-        assert _terminate_lock_session(engine) == 1
-        assert other.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
-        ).scalar_one()
-        other.commit()
-        written = scalar(engine, "SELECT count(*) FROM images")
-        asked = len(standin.state.requests)  # images requested before the lock was lost
-        _stdout, stderr = process.communicate(timeout=60)
-        assert process.returncode == 75, stderr
-        assert "lost its sync lock" in stderr
-        # Nothing fetched after the lock was lost is written. A commit already under way
-        # (its lock check passed just before the loss) may still land; the likely cause of
-        # this test failing once under load, when it allowed no row to land after the loss.
-        assert written <= scalar(engine, "SELECT count(*) FROM images") <= asked < 80
-    engine.dispose()
+    try:
+        with engine.connect() as other:  # another sync, as far as the lock can tell
+            assert _terminate_lock_session(engine) == 1
+            assert other.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            ).scalar_one()
+            other.commit()
+            written = scalar(engine, "SELECT count(*) FROM images")
+            asked = len(standin.state.requests)  # images requested before the lock was lost
+            _stdout, stderr = process.communicate(timeout=60)
+            assert process.returncode == 75, stderr
+            assert "lost its sync lock" in stderr
+            # Nothing fetched after the lock was lost is written. A commit already under way
+            # (its lock check passed just before the loss) may still land; the likely cause
+            # of this test failing once under load, when it allowed no row to land after it.
+            assert written <= scalar(engine, "SELECT count(*) FROM images") <= asked < 80
+    finally:
+        if process.poll() is None:  # a failed assertion: never leave it holding the database
+            process.kill()
+            process.communicate(timeout=30)
+        engine.dispose()
 
 
 def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url: str) -> None:
