@@ -157,9 +157,28 @@ def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
 def describe_db_error(url: URL, exc: BaseException) -> str:
     """A one-line message naming the database (password masked) and the driver's reason."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    reason = " ".join(str(original).split()) or type(original).__name__
+    # A server's error without libpq's echo of the statement (`LINE 2: CREATE TABLE ... ^`).
+    primary = getattr(getattr(original, "diag", None), "message_primary", None)
+    reason = " ".join(str(primary or original).split()) or type(original).__name__
+    if getattr(original, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+        reason += _privilege_hint(url.username or "the role")
     redact = Redactor.for_run(api_key=None, database_url=url)
     return redact(f"cannot use the database {masked(url)}: {reason}")
+
+
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE, whatever the server's language
+
+
+def _privilege_hint(role: str) -> str:
+    """What a new user on PostgreSQL 15+ meets first: a role that may log in to a database it
+    does not own may no longer create tables in its `public` schema."""
+    return (
+        f" (the role {role} lacks a privilege on this database: a sync creates and migrates "
+        f"the mirror's tables, so give it a database it owns, CREATE DATABASE mirror OWNER "
+        f"{role}, or GRANT CREATE ON SCHEMA public TO {role}, which PostgreSQL 15 and later no "
+        f"longer grant to every role; status and report only read: GRANT SELECT ON ALL TABLES "
+        f"IN SCHEMA public TO {role})"
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

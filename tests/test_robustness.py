@@ -19,6 +19,7 @@ import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from mirror.config import parse_database_url
 from mirror.lock import sync_lock
@@ -417,6 +418,28 @@ def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_
     assert "password authentication failed" in result.stderr
     assert "definitely-wrong-pw" not in result.output
     assert standin.state.total_requests == 0
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """PostgreSQL 15+: a role in a database it does not own may not create tables in `public`
+    (reproduced here by the owner giving up its own CREATE right)."""
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("REVOKE CREATE ON SCHEMA public FROM pg_database_owner"))
+    role = make_url(postgres_url).username
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 3
+    assert "permission denied for schema public (the role" in result.stderr
+    assert f"GRANT CREATE ON SCHEMA public TO {role}" in result.stderr
+    assert f"CREATE DATABASE mirror OWNER {role}" in result.stderr
+    assert f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}" in result.stderr
+    assert "LINE " not in result.stderr  # libpq's echo of the statement is left out
+    assert standin.state.total_requests == 0
+    with engine.connect() as connection:
+        assert not inspect(connection).get_table_names()  # nothing half-made
 
 
 # --- hardening: locks, migrations, inputs, signals, SQLite ---------------------------------------
