@@ -461,14 +461,18 @@ class _Run:
         return self.writer.counts
 
     def how_far(self) -> str:
-        """What an interrupted run tells: what was committed, and what is left."""
+        """What an interrupted run tells: what was committed (a dry run: compared, nothing
+        written), and what is left."""
         plan = self.plan
         images = self.counts.total()
         orders = self.writer.order_counts.total()
         done = f"{images} of {plan.images} images"
         if plan.orders:
             done += f" and {orders} of {plan.orders} orders"
-        told = [f"interrupted by a signal; {done} were committed"]
+        if self.options.dry_run:
+            told = [f"interrupted by a signal; {done} were compared (a dry run: nothing written)"]
+        else:
+            told = [f"interrupted by a signal; {done} were committed"]
         if images < plan.images or orders < plan.orders:
             told.append("the rest were never tried")
         if self.options.all_orders and not self.listing.complete:

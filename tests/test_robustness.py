@@ -172,6 +172,32 @@ def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
     assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
 
 
+def test_an_interrupted_dry_run_says_it_wrote_nothing(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    account = SampleAccount.generate(400, seed=3)
+    standin.state.account = account
+    standin.state.script(LISTING, Fault(), Fault(delay=60))  # the second page never comes
+    process = start_cli(
+        "sync", "--all", "--dry-run", "--api-key", "k", "--base-url", standin.url,
+        "--database-url", database_url,
+    )  # fmt: skip
+    wait_for_requests(standin, 2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    embedded = sum(len(order["images"]) for order in listing_pages(account)[0])
+    assert (
+        f"interrupted by a signal; {embedded} of {embedded} images and 15 of 15 orders were "
+        "compared (a dry run: nothing written); the order listing was not read to its end"
+    ) in stderr
+    assert "committed" not in stderr
+    if database_url.startswith("sqlite:///"):
+        assert not Path(database_url.removeprefix("sqlite:///")).exists()
+    assert inspect(engine).get_table_names() == []
+
+
 def test_a_run_killed_during_the_listing_leaves_counts_that_add_up(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
