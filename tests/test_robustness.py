@@ -141,24 +141,34 @@ def test_a_signal_commits_what_was_fetched_and_exits_130(
     assert run["requested"] - (run["inserted"] + run["failed"]) == 160  # never tried
 
 
-def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
-    standin: StandIn, database_url: str, engine: Engine
-) -> None:
+def _interrupted_after_the_first_page(
+    standin: StandIn, database_url: str, *options: str, sig: signal.Signals
+) -> tuple[str, list[dict[str, Any]]]:
+    """`sync --all` stopped by `sig` while the listing's second page never comes: its stderr
+    (after checking it exited 130) and the orders of the first page."""
     account = SampleAccount.generate(400, seed=3)
     standin.state.account = account
     standin.state.script(LISTING, Fault(), Fault(delay=60))  # the second page never comes
     process = start_cli(
-        "sync", "--all", "--api-key", "k", "--base-url", standin.url,
+        "sync", "--all", *options, "--api-key", "k", "--base-url", standin.url,
         "--database-url", database_url,
     )  # fmt: skip
     wait_for_requests(standin, 2)
     time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
+    return stderr, listing_pages(account)[0]
+
+
+def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    stderr, first_page = _interrupted_after_the_first_page(
+        standin, database_url, sig=signal.SIGTERM
+    )
     [run] = rows(engine, "SELECT * FROM sync_runs")
     assert run["status"] == "interrupted"
-    first_page = listing_pages(account)[0]
     assert run["orders_inserted"] == run["orders_requested"] == len(first_page) == 15
     embedded = sum(len(order["images"]) for order in first_page)
     assert run["inserted"] == run["requested"] == embedded
@@ -175,19 +185,10 @@ def test_a_signal_during_the_listing_commits_the_pages_read_and_deletes_nothing(
 def test_an_interrupted_dry_run_says_it_wrote_nothing(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
-    account = SampleAccount.generate(400, seed=3)
-    standin.state.account = account
-    standin.state.script(LISTING, Fault(), Fault(delay=60))  # the second page never comes
-    process = start_cli(
-        "sync", "--all", "--dry-run", "--api-key", "k", "--base-url", standin.url,
-        "--database-url", database_url,
-    )  # fmt: skip
-    wait_for_requests(standin, 2)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
-    embedded = sum(len(order["images"]) for order in listing_pages(account)[0])
+    stderr, first_page = _interrupted_after_the_first_page(
+        standin, database_url, "--dry-run", sig=signal.SIGINT
+    )
+    embedded = sum(len(order["images"]) for order in first_page)
     assert (
         f"interrupted by a signal; {embedded} of {embedded} images and 15 of 15 orders were "
         "compared (a dry run: nothing written); the order listing was not read to its end"
