@@ -594,65 +594,15 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     Example:
         autoenhance-mirror status
     """
-    from mirror.overview import build_overview, format_counts
+    from mirror.overview import build_overview
 
     engine = open_existing_mirror(ctx, database_url)
     overview = build_overview(engine, failures_shown=MAX_FAILURES_SHOWN)
+    shown = ctx.meta["masked_url"]
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "database": ctx.meta["masked_url"],
-                    "images_by_status": {str(k): n for k, n in overview.by_status},
-                    "deleted": overview.deleted,
-                    "orders_by_status": {str(k): n for k, n in overview.orders_by_status},
-                    "orders_deleted": overview.orders_deleted,
-                    "runs": [
-                        {**run, "process_gone": run["id"] in overview.gone}
-                        for run in overview.last_runs
-                    ],
-                    "last_run_failures": overview.last_run_failures,
-                    "last_run_failures_left_out": overview.last_run_failures_left_out,
-                },
-                default=str,
-            )
-        )
-        return
-    click.echo(f"mirror at {ctx.meta['masked_url']}")
-    click.echo(format_counts("images by status", overview.by_status))
-    click.echo(f"deleted upstream: {overview.deleted}")
-    orders = sum(n for _, n in overview.orders_by_status)
-    click.echo(f"orders {orders} ({overview.orders_deleted} deleted upstream)")
-    if overview.orders_by_status:
-        click.echo(format_counts("orders by status", overview.orders_by_status))
-    click.echo("last runs")
-    for run in overview.last_runs:
-        line = (
-            f"  run {run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S}  {run['status']:<11} "
-            f"requested {run['requested']}, new {run['inserted']}, changed {run['updated']}, "
-            f"unchanged {run['unchanged']}, deleted {run['deleted']}, "
-            f"not found {run['not_found']}, failed {run['failed']}"
-        )
-        if run["orders_requested"]:
-            line += (
-                f"; orders {run['orders_requested']}: new {run['orders_inserted']}, "
-                f"changed {run['orders_updated']}, unchanged {run['orders_unchanged']}, "
-                f"deleted {run['orders_deleted']}, not found {run['orders_not_found']}, "
-                f"failed {run['orders_failed']}; API requests {run['api_requests']}"
-            )
-        if run["id"] in overview.gone:
-            line += " (its process is gone: killed or crashed; the next sync marks it interrupted)"
-        click.echo(line)
-    if overview.last_run_failures:
-        click.echo("failures of the last run")
-        for f in overview.last_run_failures:
-            subject = f["image_id"] or (
-                f"order {f['order_id']}" if f["order_id"] else "order listing"
-            )
-            click.echo(f"  {f['kind']}: {subject}: {f['message']}")
-        if overview.last_run_failures_left_out:
-            more = overview.last_run_failures_left_out
-            click.echo(f"  … and {more} more (see the sync_failures table)")
+        click.echo(json.dumps(overview.as_json(shown), default=str))
+    else:
+        click.echo("\n".join(overview.text(shown)))
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,61 @@ class Overview:
     # Runs still `running` whose process has ended (killed, crashed): the next sync marks
     # them interrupted; until then the row cannot say so itself.
     gone: set[int] = field(default_factory=set)
+
+    def as_json(self, database: str) -> dict[str, Any]:
+        """`status --json` (`database` as it may be shown: password masked)."""
+        return {
+            "database": database,
+            "images_by_status": {str(k): n for k, n in self.by_status},
+            "deleted": self.deleted,
+            "orders_by_status": {str(k): n for k, n in self.orders_by_status},
+            "orders_deleted": self.orders_deleted,
+            "runs": [{**run, "process_gone": run["id"] in self.gone} for run in self.last_runs],
+            "last_run_failures": self.last_run_failures,
+            "last_run_failures_left_out": self.last_run_failures_left_out,
+        }
+
+    def text(self, database: str) -> Iterator[str]:
+        """`status`, line by line."""
+        yield f"mirror at {database}"
+        yield format_counts("images by status", self.by_status)
+        yield f"deleted upstream: {self.deleted}"
+        orders = sum(n for _, n in self.orders_by_status)
+        yield f"orders {orders} ({self.orders_deleted} deleted upstream)"
+        if self.orders_by_status:
+            yield format_counts("orders by status", self.orders_by_status)
+        yield "last runs"
+        for run in self.last_runs:
+            yield _run_line(run, gone=run["id"] in self.gone)
+        if self.last_run_failures:
+            yield "failures of the last run"
+            for f in self.last_run_failures:
+                subject = f["image_id"] or (
+                    f"order {f['order_id']}" if f["order_id"] else "order listing"
+                )
+                yield f"  {f['kind']}: {subject}: {f['message']}"
+            if self.last_run_failures_left_out:
+                more = self.last_run_failures_left_out
+                yield f"  … and {more} more (see the sync_failures table)"
+
+
+def _run_line(run: dict[str, Any], *, gone: bool) -> str:
+    line = (
+        f"  run {run['id']}  {run['started_at']:%Y-%m-%d %H:%M:%S}  {run['status']:<11} "
+        f"requested {run['requested']}, new {run['inserted']}, changed {run['updated']}, "
+        f"unchanged {run['unchanged']}, deleted {run['deleted']}, "
+        f"not found {run['not_found']}, failed {run['failed']}"
+    )
+    if run["orders_requested"]:
+        line += (
+            f"; orders {run['orders_requested']}: new {run['orders_inserted']}, "
+            f"changed {run['orders_updated']}, unchanged {run['orders_unchanged']}, "
+            f"deleted {run['orders_deleted']}, not found {run['orders_not_found']}, "
+            f"failed {run['orders_failed']}; API requests {run['api_requests']}"
+        )
+    if gone:
+        line += " (its process is gone: killed or crashed; the next sync marks it interrupted)"
+    return line
 
 
 def build_overview(engine: Engine, *, runs: int = 5, failures_shown: int = 20) -> Overview:
