@@ -160,7 +160,8 @@ def cli() -> None:
 @click.option(
     "--orders-from-file",
     metavar="FILE",
-    help="File with one order ID a line (a line starting with # is a comment); - for stdin.",
+    help="File with one order ID a line (# at the start or after a space starts a comment, "
+    "blank lines skipped); - for stdin.",
 )
 @click.option(
     "--all",
