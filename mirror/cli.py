@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -701,7 +703,16 @@ def stand_in(
             state.load_faults(json.load(faults))
         except (ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"--faults {faults.name}: not a fault script: {exc}") from None
-    server = StandIn(host=host, port=port, state=state).start()
+    try:
+        server = StandIn(host=host, port=port, state=state).start()
+    except OSError as exc:
+        # asyncio's bind error repeats the address; a resolver error has a negative errno.
+        code = exc.errno or 0
+        why = os.strerror(code) if code > 0 else (exc.strerror or str(exc))
+        fix = "pick another --port (0 picks a free one)"
+        if code != errno.EADDRINUSE:
+            fix = "check --host (an address of this machine, such as 127.0.0.1)"
+        raise InputError(f"the stand-in cannot listen on {host}:{port}: {why}; {fix}") from None
     orders = f", {len(state.account.orders)} orders" if state.account else ""
     click.echo(
         f"stand-in of the Autoenhance API listening on {server.url}{orders} (Ctrl-C to stop)"

@@ -239,6 +239,7 @@ class StandIn:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._failed: OSError | None = None  # why it could not listen (port taken, bad host)
 
     @property
     def url(self) -> str:
@@ -249,6 +250,8 @@ class StandIn:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the stand-in did not start")
+        if self._failed is not None:
+            raise self._failed
         return self
 
     def stop(self) -> None:
@@ -274,7 +277,13 @@ class StandIn:
             writer.close()
 
     def _run(self) -> None:
-        asyncio.run(self._main())
+        try:
+            asyncio.run(self._main())
+        except OSError as exc:
+            if self._ready.is_set():
+                raise
+            self._failed = exc  # raised by `start`, in the caller's thread
+            self._ready.set()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from helpers import new_ids
+from helpers import new_ids, run_cli
 
 from mirror.sample_account import SampleAccount, SampleOrder
 from mirror.standin import LISTING, Fault, StandIn, record_for
@@ -93,6 +94,22 @@ def test_faults_load_from_json() -> None:
         image_id: [Fault(status=503), Fault(drop=True)],
         "Order-7": [Fault(status=500)],
     }
+
+
+def test_a_port_in_use_is_a_clear_error_at_once(standin: StandIn) -> None:
+    """Before, the bind error was a traceback in the server's thread and the command waited
+    10 s for a server that would never start."""
+    started = time.monotonic()
+    result = run_cli("stand-in", "--port", str(standin.port))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: the stand-in cannot listen on 127.0.0.1:{standin.port}: Address already in "
+        "use; pick another --port (0 picks a free one)\n"
+    )
+    assert time.monotonic() - started < 5
+    bad_host = run_cli("stand-in", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
+    assert bad_host.exit_code == 2
+    assert "check --host" in bad_host.stderr and "Traceback" not in bad_host.output
 
 
 # --- the account of orders (spec §7) -----------------------------------------------------------
