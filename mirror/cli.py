@@ -398,7 +398,7 @@ def sync(
         quiet=quiet,
         show_progress=not as_json,
     )
-    _print_summary(summary, quiet=quiet, as_json=as_json)
+    _print_summary(summary, base_url=base_url, quiet=quiet, as_json=as_json)
     ctx.exit(exit_code_of(summary.status))
 
 
@@ -479,7 +479,9 @@ def _no_length() -> Iterator[int]:
     yield from ()
 
 
-def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
+def _print_summary(
+    summary: SyncSummary, *, base_url: str, quiet: bool, as_json: bool
+) -> None:
     if quiet and summary.status == "succeeded":
         return
     left_out = summary.counts.failed + summary.counts.not_found - len(summary.failures)
@@ -501,6 +503,12 @@ def _print_summary(summary: SyncSummary, *, quiet: bool, as_json: bool) -> None:
                 click.echo(f"  … and {summary.changes_left_out} more")
     failed = summary.counts.failed + summary.counts.not_found
     _echo_failures(summary.failures[:MAX_FAILURES_SHOWN], failed)
+    if summary.nothing_was_json:
+        click.echo(
+            f"no answer from {base_url} was JSON: is that the Autoenhance API? (--base-url, "
+            f"AUTOENHANCE_BASE_URL; the API is at {DEFAULT_BASE_URL})",
+            err=True,
+        )
 
 
 def _echo_failures(shown: list[Failure], total: int) -> None:

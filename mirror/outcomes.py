@@ -113,6 +113,10 @@ class Counts:
     def total(self) -> int:
         return sum(getattr(self, f.name) for f in fields(self))
 
+    def mirrored(self) -> int:
+        """Those the API answered for with a record or a 404 of a mirrored one."""
+        return self.inserted + self.updated + self.unchanged + self.deleted
+
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

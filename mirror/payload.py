@@ -170,6 +170,8 @@ def as_utc(moment: datetime) -> datetime:
 # An image record is three levels deep. SQLite's JSON functions stop at 1,000 levels and
 # Python's json recursion near there: anything deeper than this is not an image record.
 MAX_DEPTH = 64
+# How an answer that is not JSON at all is told (a web page at --base-url, say).
+NOT_JSON = "body is not JSON"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SECONDS_BELOW = 10**11  # a date_added below this is epoch seconds, else milliseconds
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,7 +204,7 @@ def parse_body(raw: bytes) -> Any:
     except RecursionError:
         raise too_deep from None
     except ValueError as exc:
-        raise InvalidPayload(f"body is not JSON: {shorten(str(exc))}") from None
+        raise InvalidPayload(f"{NOT_JSON}: {shorten(str(exc))}") from None
     # Counting brackets is enough for an image; a listing page has thousands of them.
     if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(body):
         raise too_deep

@@ -51,6 +51,7 @@ from mirror.outcomes import (
     RunStatus,
     exit_code_of,
 )
+from mirror.payload import NOT_JSON
 from mirror.ratelimit import RateLimiter
 from mirror.schema import refuse_unusable_sqlite_revision
 from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
@@ -128,6 +129,16 @@ class SyncSummary:
     order_counts: OrderCounts = field(default_factory=OrderCounts)
     api_requests: int = 0
     touched_orders: bool = False  # order sources were given: the line names the orders
+
+    @property
+    def nothing_was_json(self) -> bool:
+        """Nothing was mirrored and every failure shown is an answer that was not JSON: what
+        a web page or another service at the base URL gives, rather than the API."""
+        return (
+            self.counts.mirrored() + self.order_counts.mirrored() == 0
+            and bool(self.failures)
+            and all(f.kind == "invalid_payload" and NOT_JSON in f.message for f in self.failures)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

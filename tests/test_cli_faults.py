@@ -121,6 +121,30 @@ def test_huge_and_non_utf8_bodies_are_invalid_payloads(
     assert rows(engine, "SELECT image_id FROM images") == [{"image_id": ids[2]}]
 
 
+def test_a_web_page_at_the_base_url_is_pointed_out(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """Every answer HTML (a web app that serves its page for any path): each image is an
+    invalid_payload failure as the spec asks, and the run says what is likely wrong. One
+    real record among them, and it does not."""
+    page = b"<!doctype html><html><body><div id=root></div></body></html>"
+    ids = new_ids(4)
+    for image_id in ids:
+        standin.state.script(image_id, Fault(body=page))
+    result = sync(standin.url, database_url, *ids)
+    assert result.exit_code == 1
+    assert scalar(engine, "SELECT count(*) FROM sync_failures WHERE kind = 'invalid_payload'") == 4
+    hint = f"no answer from {standin.url} was JSON: is that the Autoenhance API?"
+    assert hint in result.stderr
+
+    mixed = new_ids(3)
+    for image_id in mixed[:2]:
+        standin.state.script(image_id, Fault(body=page))
+    result = sync(standin.url, database_url, *mixed)
+    assert result.exit_code == 1
+    assert "invalid_payload" in result.stderr and hint not in result.stderr
+
+
 def test_403_is_a_rejected_key_too(standin: StandIn, database_url: str) -> None:
     image_id = new_ids(1)[0]
     standin.state.script(image_id, Fault(status=403))
