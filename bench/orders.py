@@ -2,6 +2,7 @@
 
     python bench/orders.py                       # 50,000 images at 50 ms, --max-rate 300
     python bench/orders.py --by-id               # ... and the same images by ID, to compare
+    python bench/orders.py --by-id --repeat 3    # three series, then medians and the ratio
     python bench/orders.py --million             # 1,000,000 images: memory of --all, then
                                                  # of --unfinished over that mirror
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--max-rate", type=float, default=300)
     parser.add_argument("--by-id", action="store_true", help="also sync the images by ID")
+    parser.add_argument("--repeat", type=int, default=1, help="series to run, for medians")
     parser.add_argument("--million", action="store_true", help="the 1,000,000-image runs")
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     args = parser.parse_args()
@@ -62,6 +65,9 @@ def main() -> None:
             million(scratch, kind, args.postgres_url)
         else:
             account(scratch, kind, args)
+
+
+BY_ID = "the same images by ID"
 
 
 def account(scratch: str, kind: str, args: argparse.Namespace) -> None:
@@ -79,26 +85,46 @@ def account(scratch: str, kind: str, args: argparse.Namespace) -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     rate = ["--max-rate", str(args.max_rate)]
+    runs: dict[str, list[Measured]] = {}
     with StandInProcess(args.latency_ms, "--account", str(args.images), "--require-key", KEY) as si:
-        url, drop = fresh_database(kind, scratch, args.postgres_url)
-        try:
-            for label in ("--all, empty database", "--all again, nothing changed"):
-                m = measure(label, si, url, ["--all", "--api-key", KEY, *rate])
-                check(m, url, images=args.images, requests=pages)
-                row(m, bound, args.images)
-        finally:
-            drop()  # type: ignore[operator]
-        if args.by_id:
-            ids = Path(scratch) / "ids.txt"
-            ids.write_text("\n".join(sample.image_ids()) + "\n")
+        for _ in range(args.repeat):  # series after series: the machine's drift hits all alike
             url, drop = fresh_database(kind, scratch, args.postgres_url)
             try:
-                command = ["--from-file", str(ids), "--api-key", KEY, "--concurrency", "32"]
-                m = measure("the same images by ID", si, url, [*command, *rate])
-                check(m, url, images=args.images, requests=args.images)
-                row(m, bound, args.images)
+                for label in ("--all, empty database", "--all again, nothing changed"):
+                    m = measure(label, si, url, ["--all", "--api-key", KEY, *rate])
+                    check(m, url, images=args.images, requests=pages)
+                    row(m, bound, args.images)
+                    runs.setdefault(label, []).append(m)
             finally:
                 drop()  # type: ignore[operator]
+            if args.by_id:
+                ids = Path(scratch) / "ids.txt"
+                ids.write_text("\n".join(sample.image_ids()) + "\n")
+                url, drop = fresh_database(kind, scratch, args.postgres_url)
+                try:
+                    command = ["--from-file", str(ids), "--api-key", KEY, "--concurrency", "32"]
+                    m = measure(BY_ID, si, url, [*command, *rate])
+                    check(m, url, images=args.images, requests=args.images)
+                    row(m, bound, args.images)
+                    runs.setdefault(BY_ID, []).append(m)
+                finally:
+                    drop()  # type: ignore[operator]
+    if args.repeat > 1 or args.by_id:
+        medians(runs)
+
+
+def medians(runs: dict[str, list[Measured]]) -> None:
+    """Each run's median over the series, and how many times faster `--all` was than by ID."""
+    print(f"\n| run | wall s, median of {len(next(iter(runs.values())))} | sync s, median | "
+          "x faster than by ID (wall / sync) |")  # fmt: skip
+    print("| --- | --- | --- | --- |")
+    wall = {label: statistics.median(m.wall for m in ms) for label, ms in runs.items()}
+    sync = {label: statistics.median(m.sync_seconds for m in ms) for label, ms in runs.items()}
+    for label in runs:
+        faster = ""
+        if BY_ID in runs and label != BY_ID:
+            faster = f"{wall[BY_ID] / wall[label]:.2f} / {sync[BY_ID] / sync[label]:.2f}"
+        print(f"| {label} | {wall[label]:.2f} | {sync[label]:.2f} | {faster} |")
 
 
 def million(scratch: str, kind: str, postgres_url: str | None) -> None:
