@@ -12,7 +12,7 @@ from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine
 
 from mirror.api import RETRY_AFTER_CAP, _retry_after
-from mirror.standin import Fault, StandIn, record_for
+from mirror.standin import LISTING, Fault, StandIn, record_for
 
 
 def sync(base_url: str, database_url: str, *args: str) -> object:
@@ -143,6 +143,12 @@ def test_a_web_page_at_the_base_url_is_pointed_out(
     result = sync(standin.url, database_url, *mixed)
     assert result.exit_code == 1
     assert "invalid_payload" in result.stderr and hint not in result.stderr
+
+    standin.state.script(LISTING, Fault(body=page))  # the order listing's first page too
+    result = sync(standin.url, database_url, "--all", "--api-key", "k")
+    assert result.exit_code == 1
+    assert "invalid_payload: order listing (HTTP 200)" in result.stderr
+    assert hint in result.stderr
 
 
 def test_403_is_a_rejected_key_too(standin: StandIn, database_url: str) -> None:
