@@ -479,9 +479,7 @@ def _no_length() -> Iterator[int]:
     yield from ()
 
 
-def _print_summary(
-    summary: SyncSummary, *, base_url: str, quiet: bool, as_json: bool
-) -> None:
+def _print_summary(summary: SyncSummary, *, base_url: str, quiet: bool, as_json: bool) -> None:
     if quiet and summary.status == "succeeded":
         return
     left_out = summary.counts.failed + summary.counts.not_found - len(summary.failures)
