@@ -165,13 +165,20 @@ def check_base_url(base_url: str) -> str:
     so such a base URL makes every request 404 (and would make every image look deleted).
     """
     parts = urlsplit(base_url)
+    shown = _without_password(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
-            f"--base-url must be an http:// or https:// URL with a host, not {base_url!r}"
+            f"--base-url must be an http:// or https:// URL with a host, not {shown!r}"
+        )
+    if "@" in parts.netloc:
+        # Every message naming the API's address would show it; the API takes no password.
+        raise InputError(
+            f"--base-url {shown!r} holds a user name or password, which the API does not take "
+            "(its key goes in --api-key or AUTOENHANCE_API_KEY): leave them out"
         )
     if any(c.isspace() or not c.isprintable() for c in base_url):
         raise InputError(
-            f"--base-url {base_url!r} holds a space or control character; "
+            f"--base-url {shown!r} holds a space or control character; "
             "percent-encode it (a space is %20)"
         )
     path = parts.path.rstrip("/")
@@ -184,6 +191,16 @@ def check_base_url(base_url: str) -> str:
     if parts.query or parts.fragment:
         raise InputError(f"--base-url {base_url!r} may not have a query or a fragment")
     return base_url.rstrip("/")
+
+
+def _without_password(url: str) -> str:
+    """`url` with its user info, if any, as *** (a lone user name may be a token)."""
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return url
+    masked_url = f"***@{authority.rsplit('@', 1)[1]}{slash}{tail}"
+    return f"{scheme}://{masked_url}" if scheme else masked_url
 
 
 def check_header_value(option: str, value: str | None, *, secret: bool = False) -> None:

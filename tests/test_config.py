@@ -76,6 +76,22 @@ def test_other_unusable_base_urls_are_input_errors(base_url: str) -> None:
         check_base_url(base_url)
 
 
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://u:hunter2@127.0.0.1:8000", "'http://***@127.0.0.1:8000'"),
+        ("https://hunter2@api.example/", "'https://***@api.example/'"),
+        ("http://u:p@hunter2:w@h/x", "'http://***@h/x'"),
+        ("ftp://u:hunter2@h", "'ftp://***@h'"),
+    ],
+)
+def test_a_base_url_with_user_info_is_refused_without_showing_it(base_url: str, shown: str) -> None:
+    with pytest.raises(InputError) as raised:
+        check_base_url(base_url)
+    assert shown in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
 def test_good_base_urls_pass() -> None:
     assert check_base_url("https://api.autoenhance.ai/") == "https://api.autoenhance.ai"
     assert check_base_url("http://127.0.0.1:8000/v30") == "http://127.0.0.1:8000/v30"

@@ -107,6 +107,8 @@ def test_no_path_shows_or_stores_a_secret(
             "--json",
         ),
         run_cli("sync", *ids, *no_api, "--json"),  # API unreachable, as JSON: exit 3
+        # A password in the base URL, which the API does not take: exit 2, named without it.
+        run_cli("sync", *ids, "--base-url", f"http://u:{PASSWORD}@127.0.0.1:1", "--json"),
     ]
     engine = create_db_engine(parse_database_url(secret_url))
     with sync_lock(engine):
@@ -114,7 +116,7 @@ def test_no_path_shows_or_stores_a_secret(
     standin.state.require_key = "the-right-key"
     results.append(run_cli("sync", *ids, *base))  # key rejected: exit 3
 
-    assert [r.exit_code for r in results] == [0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 2, 2, 3, 75, 3]
+    assert [r.exit_code for r in results] == [0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 2, 2, 3, 2, 75, 3]
     for result in results:
         for secret in (API_KEY, PASSWORD):
             assert secret not in result.stdout, result.stdout
