@@ -277,10 +277,14 @@ class Reachability:
             return
         self._failures += 1
         if self._failures >= self._give_up_after:
+            tried = (
+                "the first attempt"
+                if self._failures == 1
+                else f"the first {self._failures} attempts"
+            )
             raise ApiUnreachable(
-                f"cannot reach the API at {self._base_url}: the first {self._failures} "
-                f"attempts failed to connect ({reason}); check --base-url and the network, "
-                "nothing more was tried"
+                f"cannot reach the API at {self._base_url}: {tried} failed to connect "
+                f"({reason}); check --base-url and the network, nothing more was tried"
             )
 
 

@@ -178,7 +178,7 @@ def test_a_single_image_against_an_api_that_is_not_there_is_fatal(
 ) -> None:
     result = sync("http://127.0.0.1:1", database_url, *new_ids(1), "--retries", "0")
     assert result.exit_code == 3
-    assert "cannot reach the API" in result.stderr
+    assert "cannot reach the API at http://127.0.0.1:1: the first attempt failed" in result.stderr
     assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
 
 
