@@ -217,8 +217,10 @@ def _decode(line: bytes, name: str, number: int) -> str:
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError as exc:
+        utf16 = number == 1 and line[:2] in (b"\xff\xfe", b"\xfe\xff")
+        why = " (it is UTF-16: save it as UTF-8)" if utf16 else ""
         raise InputError(
-            f"{name}:{number}: not UTF-8 text (byte {exc.start + 1} of the line); "
+            f"{name}:{number}: not UTF-8 text (byte {exc.start + 1} of the line){why}; "
             "nothing was fetched or written"
         ) from None
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import new_ids
 
 from mirror.errors import InputError
-from mirror.ids import IdSource, collect_ids
+from mirror.ids import IdSource, collect_ids, collect_order_ids
 
 
 def test_a_bom_and_trailing_comments_are_accepted(tmp_path: Path) -> None:
@@ -47,6 +47,19 @@ def test_a_byte_that_is_not_utf8_is_placed_in_its_line(tmp_path: Path) -> None:
     path.write_bytes(good.encode() + b"abc\xff\n")
     with pytest.raises(InputError, match=r"ids.txt:201: not UTF-8 text \(byte 4 of the line\)"):
         collect_ids(IdSource(file_name=str(path)))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
+    """What Windows Notepad saves as "Unicode"; with its byte order mark either way round."""
+    path = tmp_path / "ids.txt"
+    text = "\n".join(new_ids(3)) + "\n"
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # "utf-16" writes its own
+    path.write_bytes((bom + text).encode(encoding))
+    with pytest.raises(InputError, match=r"ids.txt:1: .*\(it is UTF-16: save it as UTF-8\)"):
+        collect_ids(IdSource(file_name=str(path)))
+    with pytest.raises(InputError, match=r"\(it is UTF-16: save it as UTF-8\)"):
+        collect_order_ids(IdSource(file_name=str(path), option="--orders-from-file"))
 
 
 def test_a_file_that_cannot_be_opened_is_an_input_error(tmp_path: Path) -> None:
