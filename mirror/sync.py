@@ -480,10 +480,8 @@ class _Run:
         done = f"{images} of {plan.images} images"
         if plan.orders:
             done += f" and {orders} of {plan.orders} orders"
-        if self.options.dry_run:
-            told = [f"interrupted by a signal; {done} were compared (a dry run: nothing written)"]
-        else:
-            told = [f"interrupted by a signal; {done} were committed"]
+        fate = "compared (a dry run: nothing written)" if self.options.dry_run else "committed"
+        told = [f"interrupted by a signal; {done} were {fate}"]
         if images < plan.images or orders < plan.orders:
             told.append("the rest were never tried")
         if self.options.all_orders and not self.listing.complete:
