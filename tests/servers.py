@@ -3,7 +3,7 @@
 - `RawServer`: a socket server that answers each request with scripted bytes, for what only
   raw bytes can produce (a 103 before the answer, `Content-Length: ²`, obs-fold, bare LF).
 - `AsgiServer`: a real third-party server (uvicorn or hypercorn) in a thread, serving image
-  records from a small ASGI app, over HTTP or HTTPS.
+  records (and an account's orders and listing) from a small ASGI app, over HTTP or HTTPS.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
+from mirror.sample_account import SampleAccount
 from mirror.standin import record_for
 
 Answer = bytes | Callable[[str], bytes]  # raw bytes, or made from the request's path
@@ -89,39 +91,61 @@ def image_answer(path: str) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-async def image_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """An ASGI app: GET /v3/images/{id} → the stand-in's record, gzipped (without being asked,
-    as RFC 9110 allows a server to when the request has no Accept-Encoding) on /gz/ paths."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    path: str = scope["path"]
-    match = re.fullmatch(r"(/gz)?/v3/images/([0-9a-f-]{36})", path)
-    if match is None:
-        status, body, headers = 404, b'{"message": "Not Found"}', []
-    else:
-        status, body = 200, json.dumps(record_for(match.group(2))).encode()
-        headers = []
-        if match.group(1):
+def api_app(account: SampleAccount | None = None) -> Callable[..., Any]:
+    """An ASGI app: GET /v3/images/{id} → the stand-in's record; with an `account`, also
+    GET /v3/orders/{id} and the order listing (GET /v3/orders/?per_page=&offset=&sort=), as
+    the stand-in serves them. Gzipped, without being asked (as RFC 9110 allows a server to
+    when the request has no Accept-Encoding), on /gz/ paths."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        # Still percent-encoded: an order ID may hold "/" (`MLS#1007/b`).
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        zipped, path = _unzipped_path(raw_path.decode())
+        status, value = 404, {"message": "Not Found"}
+        if match := re.fullmatch(r"/v3/images/([0-9a-f-]{36})", path):
+            status, value = 200, record_for(match.group(1))
+        elif account is not None and path == "/v3/orders/":
+            query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+            size = int(query["per_page"]) if "per_page" in query else None
+            status = 200
+            value = account.page(offset=query.get("offset"), per_page=size, sort=query.get("sort"))
+        elif account is not None and (match := re.fullmatch(r"/v3/orders/([^/]+)", path)):
+            order = account.order_body(unquote(match.group(1)))
+            if order is not None:
+                status, value = 200, order
+        body = json.dumps(value).encode()
+        headers = [(b"content-type", b"application/json")]
+        if zipped:
             body = gzip.compress(body)
-            headers = [(b"content-encoding", b"gzip")]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def _unzipped_path(path: str) -> tuple[bool, str]:
+    return (True, path[3:]) if path.startswith("/gz/") else (False, path)
 
 
 class AsgiServer:
-    """uvicorn or hypercorn serving `image_app` on 127.0.0.1 in a thread."""
+    """uvicorn or hypercorn serving `app` (by default `api_app()`) on 127.0.0.1 in a thread."""
 
-    def __init__(self, kind: str, *, certfile: str | None = None, keyfile: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        app: Callable[..., Any] | None = None,
+    ):
         self.kind = kind
+        self._app = app or api_app()
         self._tls = certfile is not None
         self._certfile, self._keyfile = certfile, keyfile
         with socket.socket() as probe:
@@ -147,7 +171,7 @@ class AsgiServer:
             import uvicorn
 
             config = uvicorn.Config(
-                image_app,
+                self._app,
                 host="127.0.0.1",
                 port=self.port,
                 log_level="error",
@@ -172,7 +196,7 @@ class AsgiServer:
             if self._certfile:
                 config.certfile, config.keyfile = self._certfile, self._keyfile
             self._loop.call_later(0.3, self._started.set)
-            await serve(image_app, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+            await serve(self._app, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
 
     def __enter__(self) -> AsgiServer:
         self._thread.start()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import ssl
 from pathlib import Path
 
 import pytest
 from helpers import new_ids, rows, run_cli
-from servers import AsgiServer, RawServer, image_answer, trusted_ca
+from servers import AsgiServer, RawServer, api_app, image_answer, trusted_ca
 from sqlalchemy import Engine
 
 from mirror.api import ApiSettings
@@ -25,6 +26,7 @@ from mirror.http11 import (
     ProtocolViolation,
     RawResponse,
 )
+from mirror.sample_account import PER_PAGE_MAX, SampleAccount
 from mirror.standin import record_for
 
 MAX_BODY = 4 * 1024 * 1024
@@ -214,6 +216,34 @@ def test_sync_against_third_party_servers(
                 assert summary["inserted"] + summary["unchanged"] == 12
     names = {r["image_id"]: r["image_name"] for r in rows(engine, "SELECT * FROM images")}
     assert names == {i: record_for(i)["image_name"] for i in ids}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
+def test_the_whole_account_against_third_party_servers(
+    kind: str, database_url: str, engine: Engine
+) -> None:
+    """`--all` reads listing pages of ~100 KB back to back on one connection, each requested
+    as soon as its token is read: chunked by these servers (the app sends no length), and
+    gzipped on the second pass. An order ID holding `#` and `/` goes by ID."""
+    account = SampleAccount.generate(2000, seed=11)
+    odd = next(order_id for order_id in account.orders if "/" in order_id)
+    pages = math.ceil(len(account.orders) / PER_PAGE_MAX)
+    with AsgiServer(kind, app=api_app(account)) as server:
+        for prefix, new in (("", len(account.image_ids())), ("/gz", 0)):
+            result = run_cli(
+                "sync", "--all", "--order", odd, "--api-key", "k", "--json",
+                "--base-url", server.url + prefix, "--database-url", database_url,
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            summary = json.loads(result.stdout)
+            assert summary["inserted"] == new
+            assert summary["inserted"] + summary["unchanged"] == 2000 == summary["requested"]
+            assert summary["orders_requested"] == len(account.orders)
+            assert summary["api_requests"] == pages + 1  # the listing, and the odd order once
+    assert rows(engine, "SELECT count(*) AS n FROM images") == [{"n": 2000}]
+    mirrored = {r["order_id"] for r in rows(engine, "SELECT order_id FROM orders")}
+    assert mirrored == set(account.orders)
 
 
 @pytest.mark.parametrize("client", ["http11", "httpx"])
