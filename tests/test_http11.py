@@ -220,8 +220,14 @@ def test_sync_against_third_party_servers(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_the_whole_account_against_third_party_servers(
-    kind: str, database_url: str, engine: Engine
+    kind: str,
+    tls: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    engine: Engine,
 ) -> None:
     """`--all` reads listing pages of ~100 KB back to back on one connection, each requested
     as soon as its token is read: chunked by these servers (the app sends no length), and
@@ -229,18 +235,22 @@ def test_the_whole_account_against_third_party_servers(
     account = SampleAccount.generate(2000, seed=11)
     odd = next(order_id for order_id in account.orders if "/" in order_id)
     pages = math.ceil(len(account.orders) / PER_PAGE_MAX)
-    with AsgiServer(kind, app=api_app(account)) as server:
-        for prefix, new in (("", len(account.image_ids())), ("/gz", 0)):
-            result = run_cli(
-                "sync", "--all", "--order", odd, "--api-key", "k", "--json",
-                "--base-url", server.url + prefix, "--database-url", database_url,
-            )  # fmt: skip
-            assert result.exit_code == 0, result.output
-            summary = json.loads(result.stdout)
-            assert summary["inserted"] == new
-            assert summary["inserted"] + summary["unchanged"] == 2000 == summary["requested"]
-            assert summary["orders_requested"] == len(account.orders)
-            assert summary["api_requests"] == pages + 1  # the listing, and the odd order once
+    with trusted_ca(tmp_path) as (_, ca_file, cert_file, key_file):
+        if tls:
+            monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+        certs = {"certfile": cert_file, "keyfile": key_file} if tls else {}
+        with AsgiServer(kind, app=api_app(account), **certs) as server:
+            for prefix, new in (("", 2000), ("/gz", 0)):
+                result = run_cli(
+                    "sync", "--all", "--order", odd, "--api-key", "k", "--json",
+                    "--base-url", server.url + prefix, "--database-url", database_url,
+                )  # fmt: skip
+                assert result.exit_code == 0, result.output
+                summary = json.loads(result.stdout)
+                assert summary["inserted"] == new
+                assert summary["inserted"] + summary["unchanged"] == 2000 == summary["requested"]
+                assert summary["orders_requested"] == len(account.orders)
+                assert summary["api_requests"] == pages + 1  # the listing, the odd order once
     assert rows(engine, "SELECT count(*) AS n FROM images") == [{"n": 2000}]
     mirrored = {r["order_id"] for r in rows(engine, "SELECT order_id FROM orders")}
     assert mirrored == set(account.orders)
