@@ -8,7 +8,10 @@ import gzip
 import json
 import math
 import ssl
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli
@@ -189,45 +192,54 @@ def test_tls_to_a_plain_http_server_times_out_connecting() -> None:
 # --- the whole CLI against third-party servers ----------------------------------------------------
 
 
+ServeApp = Callable[..., AbstractContextManager[AsgiServer]]
+
+
+@pytest.fixture(
+    params=[(kind, tls) for tls in (False, True) for kind in ("uvicorn", "hypercorn")],
+    ids=lambda param: f"{param[0]}-{'https' if param[1] else 'http'}",
+)
+def third_party(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ServeApp:
+    """Serves an ASGI app (by default `api_app()`) with uvicorn or hypercorn; over HTTPS with
+    a throwaway CA the CLI is told to trust through SSL_CERT_FILE (how a private CA is
+    trusted), or over plain HTTP."""
+    kind, tls = request.param
+
+    @contextmanager
+    def serve(app: Callable[..., Any] | None = None) -> Iterator[AsgiServer]:
+        with trusted_ca(tmp_path) as (_, ca_file, cert_file, key_file):
+            if tls:
+                monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+            certs = {"certfile": cert_file, "keyfile": key_file} if tls else {}
+            with AsgiServer(kind, app=app, **certs) as server:
+                yield server
+
+    return serve
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_sync_against_third_party_servers(
-    kind: str,
-    tls: bool,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    database_url: str,
-    engine: Engine,
+    third_party: ServeApp, database_url: str, engine: Engine
 ) -> None:
     ids = new_ids(12)
-    with trusted_ca(tmp_path) as (_, ca_file, cert_file, key_file):
-        if tls:
-            monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # how a private CA is trusted
-        certs = {"certfile": cert_file, "keyfile": key_file} if tls else {}
-        with AsgiServer(kind, **certs) as server:
-            for prefix in ("", "/gz"):  # the second pass gets gzip it did not ask for
-                result = run_cli(
-                    "sync", *ids, "--json", "--concurrency", "3",
-                    "--base-url", server.url + prefix, "--database-url", database_url,
-                )  # fmt: skip
-                assert result.exit_code == 0, result.output
-                summary = json.loads(result.stdout)
-                assert summary["inserted"] + summary["unchanged"] == 12
+    with third_party() as server:
+        for prefix in ("", "/gz"):  # the second pass gets gzip it did not ask for
+            result = run_cli(
+                "sync", *ids, "--json", "--concurrency", "3",
+                "--base-url", server.url + prefix, "--database-url", database_url,
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            summary = json.loads(result.stdout)
+            assert summary["inserted"] + summary["unchanged"] == 12
     names = {r["image_id"]: r["image_name"] for r in rows(engine, "SELECT * FROM images")}
     assert names == {i: record_for(i)["image_name"] for i in ids}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_the_whole_account_against_third_party_servers(
-    kind: str,
-    tls: bool,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    database_url: str,
-    engine: Engine,
+    third_party: ServeApp, database_url: str, engine: Engine
 ) -> None:
     """`--all` reads listing pages of ~100 KB back to back on one connection, each requested
     as soon as its token is read: chunked by these servers (the app sends no length), and
@@ -235,22 +247,18 @@ def test_the_whole_account_against_third_party_servers(
     account = SampleAccount.generate(2000, seed=11)
     odd = next(order_id for order_id in account.orders if "/" in order_id)
     pages = math.ceil(len(account.orders) / PER_PAGE_MAX)
-    with trusted_ca(tmp_path) as (_, ca_file, cert_file, key_file):
-        if tls:
-            monkeypatch.setenv("SSL_CERT_FILE", ca_file)
-        certs = {"certfile": cert_file, "keyfile": key_file} if tls else {}
-        with AsgiServer(kind, app=api_app(account), **certs) as server:
-            for prefix, new in (("", 2000), ("/gz", 0)):
-                result = run_cli(
-                    "sync", "--all", "--order", odd, "--api-key", "k", "--json",
-                    "--base-url", server.url + prefix, "--database-url", database_url,
-                )  # fmt: skip
-                assert result.exit_code == 0, result.output
-                summary = json.loads(result.stdout)
-                assert summary["inserted"] == new
-                assert summary["inserted"] + summary["unchanged"] == 2000 == summary["requested"]
-                assert summary["orders_requested"] == len(account.orders)
-                assert summary["api_requests"] == pages + 1  # the listing, the odd order once
+    with third_party(api_app(account)) as server:
+        for prefix, new in (("", 2000), ("/gz", 0)):
+            result = run_cli(
+                "sync", "--all", "--order", odd, "--api-key", "k", "--json",
+                "--base-url", server.url + prefix, "--database-url", database_url,
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            summary = json.loads(result.stdout)
+            assert summary["inserted"] == new
+            assert summary["inserted"] + summary["unchanged"] == 2000 == summary["requested"]
+            assert summary["orders_requested"] == len(account.orders)
+            assert summary["api_requests"] == pages + 1  # the listing, the odd order once
     assert rows(engine, "SELECT count(*) AS n FROM images") == [{"n": 2000}]
     mirrored = {r["order_id"] for r in rows(engine, "SELECT order_id FROM orders")}
     assert mirrored == set(account.orders)
