@@ -111,7 +111,7 @@ def check_sqlite_path(path: Path, shown: str) -> None:
         )
     try:
         with path.open("rb") as file:
-            header = file.read(len(SQLITE_HEADER))
+            header = file.read(_WAL_VERSION_AT + 2)
     except FileNotFoundError:
         return
     except IsADirectoryError:
@@ -122,11 +122,30 @@ def check_sqlite_path(path: Path, shown: str) -> None:
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: {exc.strerror or exc}"
         ) from None
-    if header and header != SQLITE_HEADER:
+    if header and not header.startswith(SQLITE_HEADER):
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: {path} is not a SQLite database "
             "(file is not a database); nothing was changed"
         )
+    if _needs_shared_memory_file(path, header) and not os.access(directory, os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: it is in WAL mode, and SQLite cannot open it "
+            f"without creating {path.name}-shm beside it, which this user may not do in "
+            f"{directory}: give this user write access to that directory, or read a copy of "
+            "the file"
+        )
+
+
+_WAL_VERSION_AT = 18  # the header's file format write and read versions: 2 and 2 in WAL mode
+
+
+def _needs_shared_memory_file(path: Path, header: bytes) -> bool:
+    """Whether opening the file makes SQLite create its -shm file: a database in WAL mode
+    that no connection has open (the last to close deletes -shm and -wal). A reader that may
+    not create it cannot open the file at all, not even read-only (sqlite.org/wal.html,
+    "Read-Only Databases")."""
+    in_wal_mode = header[_WAL_VERSION_AT : _WAL_VERSION_AT + 2] == b"\x02\x02"
+    return in_wal_mode and not path.with_name(path.name + "-shm").exists()
 
 
 def masked(url: URL) -> str:

@@ -7,10 +7,14 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from mirror.config import parse_database_url
@@ -311,7 +316,6 @@ def test_sqlite_locked_by_another_writer_waits_instead_of_failing(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'mirror.db'}"
     assert run_cli("db", "upgrade", "--database-url", url).exit_code == 0
-    import sqlite3
 
     blocker = sqlite3.connect(tmp_path / "mirror.db", check_same_thread=False)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -332,7 +336,6 @@ def test_while_a_blocked_database_opens_the_listing_reads_on_within_a_bound(
     """A plain SQLite file is opened beside the first requests; while it cannot be (another
     writer holds it), the writer collects up to OPENING_BATCH outcomes, so the listing is not
     held up by the queue alone, and then stops: memory stays bounded."""
-    import sqlite3
 
     account = SampleAccount.generate(10_000, seed=11)
     standin.state.account = account
@@ -451,13 +454,9 @@ def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_
 def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
     standin: StandIn, postgres_url: str
 ) -> None:
-    """PostgreSQL 15+: a role in a database it does not own may not create tables in `public`
-    (reproduced here by the owner giving up its own CREATE right)."""
-    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
-    with engine.begin() as connection:
-        connection.execute(text("REVOKE CREATE ON SCHEMA public FROM pg_database_owner"))
-    role = make_url(postgres_url).username
-    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", postgres_url)
+    """PostgreSQL 15+: a role in a database it does not own may not create tables in `public`."""
+    with a_role_that_does_not_own(postgres_url) as (role, url):
+        result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
     assert result.exit_code == 3
     assert "permission denied for schema public (the role" in result.stderr
     assert f"GRANT CREATE ON SCHEMA public TO {role}" in result.stderr
@@ -465,8 +464,30 @@ def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
     assert f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}" in result.stderr
     assert "LINE " not in result.stderr  # libpq's echo of the statement is left out
     assert standin.state.total_requests == 0
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
     with engine.connect() as connection:
         assert not inspect(connection).get_table_names()  # nothing half-made
+
+
+@contextmanager
+def a_role_that_does_not_own(url: str) -> Iterator[tuple[str, str]]:
+    """A new login role, and the URL of `url`'s database as that role, which does not own it
+    (`url`'s role must be a superuser or have CREATEROLE: CI's and the throwaway cluster's do).
+    Even a superuser's database is then what a plain role meets in someone else's."""
+    role, password = f"mirror_plain_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = create_engine(parse_database_url(url), poolclass=NullPool)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+    except ProgrammingError as exc:
+        pytest.skip(f"the test role may not create roles (CREATEROLE): {exc.orig}")
+    try:
+        as_role = make_url(url).set(username=role, password=password)
+        yield role, as_role.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
 # --- hardening: locks, migrations, inputs, signals, SQLite ---------------------------------------
@@ -618,7 +639,6 @@ def test_an_interrupted_first_migration_leaves_no_half_schema(
 ) -> None:
     """A migration that fails half-way (here: a table in the way) must leave nothing behind,
     as a SIGKILL in the middle of the first run's schema creation must."""
-    import sqlite3
 
     path = tmp_path / "mirror.db"
     with sqlite3.connect(path) as connection:
@@ -700,7 +720,6 @@ def test_sigterm_after_a_run_is_not_the_default_kill() -> None:
 def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
     standin: StandIn, tmp_path: Path
 ) -> None:
-    import sqlite3
 
     path = tmp_path / "mirror.db"
     assert run_cli("db", "upgrade", "--database-url", str(path)).exit_code == 0
@@ -737,6 +756,67 @@ def test_sqlite_paths_that_cannot_be_used_say_why_and_create_nothing(
     assert words in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert standin.state.total_requests == 0
+
+
+@contextmanager
+def unwritable(directory: Path) -> Iterator[None]:
+    """`directory` as a user without write access to it sees it. Not as root: its mode. Root
+    may write anywhere, so it gets a read-only bind mount of the directory instead."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    bind = subprocess.run(["mount", "--bind", directory, directory], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"as root, and cannot bind-mount a directory: {bind.stderr.decode()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", directory], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", directory], check=True)
+
+
+def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """SQLite opens a database in WAL mode only for a user who may create its -shm file
+    beside it, even to read. Someone reading the mirror that cron's user writes is told so,
+    and what to do, instead of SQLite's bare `unable to open database file`."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    database = str(directory / "mirror.db")
+    synced = run_cli("sync", *new_ids(2), "--base-url", standin.url, "--database-url", database)
+    assert synced.exit_code == 0, synced.output
+    files = sorted(os.listdir(directory))
+    with unwritable(directory):
+        for command in (
+            ["status"],
+            ["report", "status-per-day"],
+            ["db", "current"],
+            ["sync", *new_ids(1), "--base-url", standin.url],
+        ):
+            result = run_cli(*command, "--database-url", database)
+            assert result.exit_code == 3, (command, result.output)
+            assert (
+                "it is in WAL mode, and SQLite cannot open it without creating mirror.db-shm "
+                f"beside it, which this user may not do in {directory}: give this user write "
+                "access to that directory"
+            ) in result.stderr, command
+    assert sorted(os.listdir(directory)) == files
+    assert standin.state.total_requests == 2
+    # While another connection has it open (a sync running), its -shm exists: readable.
+    holder = sqlite3.connect(database)
+    holder.execute("SELECT count(*) FROM images").fetchall()
+    with unwritable(directory):
+        try:
+            status = run_cli("status", "--database-url", database, "--json")
+        finally:
+            holder.close()  # before the directory's read-only mount is taken away
+    assert status.exit_code == 0, status.output
+    assert sum(json.loads(status.stdout)["images_by_status"].values()) == 2
 
 
 @pytest.mark.postgres
