@@ -20,9 +20,14 @@ from mirror.errors import (
     FatalError,
     InputError,
     NoMirror,
-    SchemaMismatch,
 )
-from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, outdated_revision, unknown_revision
+from mirror.schema import (
+    SCHEMA_HEAD,
+    SCHEMA_REVISIONS,
+    outdated_revision,
+    someone_elses_tables,
+    unknown_revision,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -225,11 +230,8 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
             return state
         if not state.known:
             raise unknown_revision(str(state.current))
-        if state.current is None and inspect(connection).has_table("images"):
-            raise SchemaMismatch(
-                "the database has an `images` table but no migration stamp; "
-                "point --database-url at an empty database or one made by autoenhance-mirror"
-            )
+        if state.current is None:
+            _refuse_someone_elses_tables(connection)
         if state.current is not None and not allow_upgrade:
             raise outdated_revision(state.current)
         from alembic import command
@@ -237,6 +239,18 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
         with _atomic_ddl(connection):
             command.upgrade(alembic_config(connection), "head")
         return schema_state(connection)
+
+
+def refuse_someone_elses_tables(engine: Engine) -> None:
+    """Raise SchemaMismatch for a database without our schema that holds an `images` table
+    all the same: for a dry run, which finds no mirror there and would call everything new."""
+    with connect(engine) as connection:
+        _refuse_someone_elses_tables(connection)
+
+
+def _refuse_someone_elses_tables(connection: Connection) -> None:
+    if inspect(connection).has_table("images"):
+        raise someone_elses_tables()
 
 
 @contextmanager

@@ -23,12 +23,25 @@ def unknown_revision(current: str) -> SchemaMismatch:
     )
 
 
+def someone_elses_tables() -> SchemaMismatch:
+    """What a sync, or a dry run, says of a database holding an `images` table it did not make
+    (no migration stamp): it will neither write into it nor compare with it."""
+    return SchemaMismatch(
+        "the database has an `images` table but no migration stamp: autoenhance-mirror did "
+        "not make it; point --database-url at an empty database or one made by "
+        "autoenhance-mirror, nothing was written"
+    )
+
+
 def outdated_revision(current: str) -> SchemaMismatch:
     """What a dry run says of a mirror it may not migrate."""
     return SchemaMismatch(
         f"the database schema is at {current!r}, older than {SCHEMA_HEAD!r}; "
         "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
     )
+
+
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
 def refuse_unusable_sqlite_revision(path: Path, *, upgrade_allowed: bool = True) -> None:
@@ -44,12 +57,17 @@ def refuse_unusable_sqlite_revision(path: Path, *, upgrade_allowed: bool = True)
     except sqlite3.Error:
         return
     try:
-        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        tables = {name for (name,) in connection.execute(_TABLES)}
+        row = None
+        if "alembic_version" in tables:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         return
     finally:
         connection.close()
     if row is None:
+        if "images" in tables:
+            raise someone_elses_tables()
         return
     revision = str(row[0])
     if revision not in SCHEMA_REVISIONS:

@@ -390,6 +390,8 @@ def _mirror_to_compare(engine: Engine) -> Engine | None:
     from mirror import db
 
     if not db.mirror_exists(engine):
+        if not db.sqlite_file_missing(engine.url):
+            db.refuse_someone_elses_tables(engine)
         return None
     db.ensure_schema(engine, allow_upgrade=False)
     return engine

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, inspect
 
+from mirror.config import parse_database_url
 from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS
 from mirror.standin import Fault, StandIn, record_for
 
@@ -740,17 +741,40 @@ def test_a_sqlite_sync_sends_its_first_request_before_importing_sqlalchemy(
 def test_a_database_refused_after_the_first_requests_gets_nothing_written(
     standin: StandIn, tmp_path: Path
 ) -> None:
-    """When the plain SQLite file turns out unusable only once it is opened (here: our tables
-    without a migration stamp), the run stops with exit 3 and writes nothing."""
+    """When the plain SQLite file turns out unusable only once it is opened (here: a SQLite
+    header over a damaged schema), the run stops with exit 3 and changes nothing."""
     database = tmp_path / "mirror.db"
     engine = create_engine(f"sqlite:///{database}")
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE images (image_id TEXT PRIMARY KEY)")
+    engine.dispose()
+    damaged = bytearray(database.read_bytes())
+    damaged[100:4096] = bytes(range(256)) * 15 + bytes(range(156))  # page 1's b-tree: noise
+    database.write_bytes(bytes(damaged))
     result = sync(standin, str(database), *new_ids(20))
     assert result.exit_code == 3, result.output
-    assert "has an `images` table but no migration stamp" in result.stderr
+    assert "cannot use the database" in result.stderr
+    assert database.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sync", "dry run"])
+def test_someone_elses_images_table_is_refused_before_any_request(
+    standin: StandIn, database_url: str, dry_run: bool
+) -> None:
+    """A database holding an `images` table that autoenhance-mirror did not make (no migration
+    stamp): a sync will not write into it, and a dry run will not call all of it new."""
+    engine = create_engine(parse_database_url(database_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT)")
+        connection.exec_driver_sql("INSERT INTO images (id, path) VALUES (1, 'a.jpg')")
+    result = sync(standin, database_url, *new_ids(20), *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 3, result.output
+    assert (
+        "the database has an `images` table but no migration stamp: autoenhance-mirror did "
+        "not make it"
+    ) in result.stderr
+    assert standin.state.total_requests == 0
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 0
-        tables = connection.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+        assert connection.exec_driver_sql("SELECT id, path FROM images").all() == [(1, "a.jpg")]
+        assert set(inspect(connection).get_table_names()) == {"images"}
     engine.dispose()
-    assert "sync_runs" not in tables
