@@ -46,10 +46,11 @@ _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 def refuse_unusable_sqlite_revision(path: Path, *, upgrade_allowed: bool = True) -> None:
     """Raise SchemaMismatch when the SQLite file at `path` is stamped with a revision this
-    code does not know, or (`upgrade_allowed` false: a dry run) with an older one. Anything
-    else (no file, no stamp, a busy or unreadable file) is left to the full check when the
-    database is opened. The connection is closed before any other is made: SQLite's POSIX
-    locks must never see a descriptor of the file closed under them."""
+    code does not know, or (`upgrade_allowed` false: a dry run) with an older one, or holds an
+    `images` table without a stamp (`someone_elses_tables`). Anything else (no file, no
+    tables, a busy or unreadable file) is left to the full check when the database is
+    opened. The connection is closed before any other is made: SQLite's POSIX locks must
+    never see a descriptor of the file closed under them."""
     if not path.is_file():
         return
     try:
