@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mirror import __version__
-from mirror.errors import ApiKeyRejected, ApiUnreachable
+from mirror.errors import ApiKeyRejected, ApiRedirected, ApiUnreachable
 from mirror.http11 import (
     BodyTooLarge,
     ConnectFailed,
@@ -314,8 +314,9 @@ class Fetcher:
         self, transport: Transport, target: Target, *, on_send: Callable[[], None] | None = None
     ) -> FetchResult:
         """GET the target, retrying what is retryable. Raises ApiKeyRejected on 401/403,
-        ApiUnreachable when the run's first attempts all failed to connect. `on_send` is
-        called as each attempt goes out (its bytes are written before the loop next runs)."""
+        ApiRedirected on a redirect, ApiUnreachable when the run's first attempts all failed
+        to connect. `on_send` is called as each attempt goes out (its bytes are written before
+        the loop next runs)."""
         attempt = 0
         while True:
             result, retry_after = await self._attempt(transport, target, on_send)
@@ -379,11 +380,32 @@ def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, floa
             f"the API rejected the request with HTTP {status}: the API key is missing, "
             "wrong or revoked; check --api-key / AUTOENHANCE_API_KEY"
         )
+    if 300 <= status < 400:
+        raise _redirected(target, response)
     if status == 404:
         return target.failure("not_found", "HTTP 404", status), None
     retry_after = _retry_after(response.headers) if status in RETRYABLE_STATUS else None
     message = f"HTTP {status} {response.reason}".strip()
     return target.failure("http_error", message, status), retry_after
+
+
+def _redirected(target: Target, response: RawResponse) -> ApiRedirected:
+    """The API's endpoints answer where they are asked, so a redirect means that --base-url
+    is not the API's address: every request would be redirected alike. The run stops, as on
+    a rejected key; following it instead would send the key wherever the redirect points."""
+    location = response.headers.get("location", "")
+    if not location.isprintable() or len(location) > 300:
+        location = ascii(location[:300])
+    where = f" to {location}" if location else ""
+    fix = ", and set --base-url to the API's address"
+    if location.endswith(target.path) and "://" in location:
+        fix = f": use --base-url {location.removesuffix(target.path)}"
+    return ApiRedirected(
+        f"the API answered HTTP {response.status} {response.reason}, redirecting "
+        f"{target.path}{where}: --base-url is not the API's address (an http:// address the "
+        f"API moved to https://, or an old host){fix}. The mirror follows no redirect, so the "
+        "API key goes nowhere else"
+    )
 
 
 def _retry_after(headers: dict[str, str]) -> float:

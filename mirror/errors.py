@@ -4,6 +4,7 @@
     ├── InputError              2: bad IDs, unreadable file, bad option values
     ├── FatalError              3: the run cannot go on
     │   ├── ApiKeyRejected          the API answered 401/403
+    │   ├── ApiRedirected           the API answered a redirect: --base-url is not its address
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
@@ -35,6 +36,10 @@ class FatalError(MirrorError):
 
 
 class ApiKeyRejected(FatalError):
+    pass
+
+
+class ApiRedirected(FatalError):
     pass
 
 

@@ -36,6 +36,10 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _ANY_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _REASONS = {
     200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -122,7 +126,8 @@ class Fault:
     """One scripted misbehaviour, used for one request of an image.
 
     status: answer with this HTTP status (and an API-style JSON error body);
-    retry_after: the Retry-After header to send with it; delay: seconds to wait first
+    retry_after: the Retry-After header to send with it; location: the Location header to send
+    with it (a redirect); delay: seconds to wait first
     (longer than the client's timeout = a timeout); drop: close the connection without an
     answer; drop_mid_body: send the headers and half the body, then close; body: send these raw
     bytes/text as a 200 body; json: send this JSON value as the 200 body; extra: properties
@@ -133,6 +138,7 @@ class Fault:
 
     status: int | None = None
     retry_after: str | None = None
+    location: str | None = None
     delay: float = 0.0
     drop: bool = False
     drop_mid_body: bool = False
@@ -142,6 +148,11 @@ class Fault:
     chunked: bool = False
     close: bool = False
     hangup: bool = False
+
+    def status_headers(self) -> dict[str, str]:
+        """The headers that go with the scripted status."""
+        headers = {"Retry-After": self.retry_after, "Location": self.location}
+        return {name: value for name, value in headers.items() if value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -432,7 +443,7 @@ class StandIn:
         if fault.drop:
             return False
         if fault.status is not None and fault.status != 200:
-            extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            extra_headers = fault.status_headers()
             await _send(writer, fault.status, _error_body(fault.status), extra_headers)
             return True
         if raw is None:
@@ -455,7 +466,7 @@ class StandIn:
         if fault.drop:
             return None, b"", {}, False
         if fault.status is not None and fault.status != 200:
-            extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            extra_headers = fault.status_headers()
             return fault.status, _error_body(fault.status), extra_headers, True
         if image_id in state.missing or (state.account and image_id in state.account.gone):
             return 404, _error_body(404), {}, True

@@ -68,6 +68,40 @@ def test_a_rejected_key_stops_at_once_and_keeps_what_was_fetched(
     assert "401" in run["error"] and key not in run["error"]
 
 
+@pytest.mark.parametrize(
+    ("status", "location", "advice"),
+    [
+        (301, "https://api.example.test/v3/images/{id}", "use --base-url https://api.example.test"),
+        (
+            308,
+            "https://api.example.test/v1/proxy/v3/images/{id}",
+            "https://api.example.test/v1/proxy",
+        ),
+        (307, "/v3/images/{id}/", "set --base-url to the API's address"),
+        (302, "", "set --base-url to the API's address"),
+    ],
+)
+def test_a_redirect_stops_the_run_and_names_the_address(
+    standin: StandIn, database_url: str, engine: Engine, status: int, location: str, advice: str
+) -> None:
+    """The API's endpoints never redirect: a redirect means --base-url is not its address
+    (http:// where it moved to https://), and every image would be redirected alike. Like a
+    rejected key, it stops the run at once, keeping what was fetched; none is followed."""
+    ids = new_ids(5)
+    redirect = Fault(status=status, location=location.format(id=ids[2]) or None)
+    standin.state.script(ids[2], redirect)
+    result = sync(standin.url, database_url, *ids, "--concurrency", "1")
+    assert result.exit_code == 3, result.output
+    assert f"the API answered HTTP {status} " in result.stderr
+    assert f"redirecting /v3/images/{ids[2]}" in result.stderr
+    assert advice in result.stderr
+    assert standin.state.total_requests == 3  # no retry, no request after it, none followed
+    assert {r["image_id"] for r in rows(engine, "SELECT image_id FROM images")} == set(ids[:2])
+    [run] = rows(engine, "SELECT status, inserted, error FROM sync_runs")
+    assert (run["status"], run["inserted"]) == ("failed", 2)
+    assert f"HTTP {status}" in run["error"]
+
+
 def test_an_api_that_cannot_be_reached_stops_the_run_early(
     database_url: str, engine: Engine
 ) -> None:

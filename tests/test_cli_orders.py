@@ -489,6 +489,18 @@ def test_a_rejected_key_stops_the_listing_with_exit_3_and_quiet_prints_nothing(
     assert scalar(engine, "SELECT count(*) FROM orders") == len(account.orders)
 
 
+def test_a_redirected_listing_stops_with_exit_3_naming_the_address(
+    standin: StandIn, account: SampleAccount, database_url: str
+) -> None:
+    path = "/v3/orders/?per_page=15&sort=date"
+    standin.state.script(LISTING, Fault(status=308, location=f"https://api.example.test{path}"))
+    result = sync(standin, database_url, "--all", "--api-key", KEY)
+    assert result.exit_code == 3, result.output
+    assert f"HTTP 308 Permanent Redirect, redirecting {path}" in result.stderr
+    assert "use --base-url https://api.example.test." in result.stderr
+    assert standin.state.total_requests == 1  # no retry, no further page
+
+
 def test_wrong_typed_order_fields_are_kept_in_extra_with_a_warning(
     standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
 ) -> None:
