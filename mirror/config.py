@@ -195,6 +195,11 @@ def check_base_url(base_url: str) -> str:
             f"--base-url {shown!r} holds a user name or password, which the API does not take "
             "(its key goes in --api-key or AUTOENHANCE_API_KEY): leave them out"
         )
+    if parts.scheme == "http" and parts.hostname == urlsplit(DEFAULT_BASE_URL).hostname:
+        raise InputError(
+            f"--base-url {shown!r} would send the API key over plain HTTP, readable on the way; "
+            f"the API is at {DEFAULT_BASE_URL}"
+        )
     if any(c.isspace() or not c.isprintable() for c in base_url):
         raise InputError(
             f"--base-url {shown!r} holds a space or control character; "

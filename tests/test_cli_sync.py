@@ -465,6 +465,18 @@ def test_a_base_url_ending_in_v3_is_an_input_error(standin: StandIn, database_ur
     assert standin.state.total_requests == 0
 
 
+def test_the_api_over_plain_http_is_an_input_error_before_anything(tmp_path: Path) -> None:
+    database = tmp_path / "mirror.db"
+    result = run_cli(
+        "sync", *new_ids(1), "--base-url", "http://api.autoenhance.ai",
+        "--api-key", "sk-plain-9f3e", "--database-url", str(database),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "would send the API key over plain HTTP" in result.stderr
+    assert "sk-plain-9f3e" not in result.output
+    assert not database.exists()
+
+
 def test_implausibly_many_404s_mark_nothing_deleted_and_exit_3(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:

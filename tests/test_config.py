@@ -92,6 +92,15 @@ def test_a_base_url_with_user_info_is_refused_without_showing_it(base_url: str, 
     assert "hunter2" not in str(raised.value)
 
 
+@pytest.mark.parametrize("base_url", ["http://api.autoenhance.ai", "HTTP://API.Autoenhance.AI:80/"])
+def test_the_api_over_plain_http_is_refused(base_url: str) -> None:
+    """It would carry the key in clear text (and the API would redirect it, which stops a run
+    only after the key went out)."""
+    with pytest.raises(InputError, match="would send the API key over plain HTTP") as raised:
+        check_base_url(base_url)
+    assert "the API is at https://api.autoenhance.ai" in str(raised.value)
+
+
 def test_good_base_urls_pass() -> None:
     assert check_base_url("https://api.autoenhance.ai/") == "https://api.autoenhance.ai"
     assert check_base_url("http://127.0.0.1:8000/v30") == "http://127.0.0.1:8000/v30"
