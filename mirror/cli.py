@@ -349,8 +349,8 @@ def sync(
         )
     base_url = check_base_url(base_url)
     metrics_path = check_metrics_path(metrics_file) if metrics_file else None
-    check_header_value("--api-key", api_key, secret=True)
-    check_header_value("--api-version", api_version)
+    check_header_value("--api-key (or AUTOENHANCE_API_KEY)", api_key, secret=True)
+    check_header_value("--api-version (or AUTOENHANCE_API_VERSION)", api_version)
     orders = collect_order_ids(
         IdSource(
             arguments=order_ids,

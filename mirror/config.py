@@ -234,9 +234,11 @@ def check_header_value(option: str, value: str | None, *, secret: bool = False) 
         return
     shown = "" if secret else f" {value!r}"
     if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        # A value read from a file saved with Windows line ends (an env file, a key file).
+        crlf = " (it ends in a carriage return: Windows line ends?)" if value.endswith("\r") else ""
         raise InputError(
             f"{option}{shown} holds a line break or control character, "
-            "which cannot be sent in an HTTP header"
+            f"which cannot be sent in an HTTP header{crlf}"
         )
     if any(ord(c) > 0xFF for c in value):
         raise InputError(f"{option}{shown} holds characters an HTTP header cannot carry")

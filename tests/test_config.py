@@ -113,3 +113,10 @@ def test_header_values_with_line_breaks_or_controls_are_refused(value: str) -> N
     with pytest.raises(InputError) as caught:
         check_header_value("--api-key", value, secret=True)
     assert value not in str(caught.value)
+
+
+def test_a_key_read_from_a_file_with_windows_line_ends_is_named_so() -> None:
+    with pytest.raises(InputError) as caught:
+        check_header_value("--api-key (or AUTOENHANCE_API_KEY)", "sk-4f2a\r", secret=True)
+    assert "ends in a carriage return: Windows line ends?" in str(caught.value)
+    assert "sk-4f2a" not in str(caught.value)
