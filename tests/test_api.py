@@ -104,3 +104,15 @@ def test_a_proxy_in_the_environment_selects_httpx(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert _needs_httpx(base_url) is uses_httpx
+
+
+@pytest.mark.usefixtures("transport")
+def test_a_redirect_is_never_followed(standin: StandIn, database_url: str) -> None:
+    """Not even to the same server: the key goes to --base-url and nowhere else."""
+    image_id, elsewhere = new_ids(2)
+    location = f"{standin.url}/v3/images/{elsewhere}"
+    standin.state.script(image_id, Fault(status=307, location=location))
+    result = sync(standin, database_url, image_id, "--api-key", "abc-key")
+    assert result.exit_code == 3, result.output
+    assert f"redirecting /v3/images/{image_id} to {location}" in result.stderr
+    assert standin.state.requests == {image_id: 1}
