@@ -254,7 +254,8 @@ class StandIn:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"http://{host}:{self.port}"
 
     def start(self) -> StandIn:
         self._thread = threading.Thread(target=self._run, name="stand-in", daemon=True)

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -110,6 +111,22 @@ def test_a_port_in_use_is_a_clear_error_at_once(standin: StandIn) -> None:
     bad_host = run_cli("stand-in", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
     assert bad_host.exit_code == 2
     assert "check --host" in bad_host.stderr and "Traceback" not in bad_host.output
+
+
+def test_on_ipv6_loopback_its_url_is_one_a_sync_can_use(tmp_path: Path) -> None:
+    """`--host ::1` printed http://::1:8000, which no client can parse."""
+    try:
+        server = StandIn(host="::1").start()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert server.url == f"http://[::1]:{server.port}"
+        database = str(tmp_path / "mirror.db")
+        result = run_cli("sync", *new_ids(2), "--base-url", server.url, "--database-url", database)
+        assert result.exit_code == 0, result.output
+        assert sum(server.state.requests.values()) == 2
+    finally:
+        server.stop()
 
 
 # --- the account of orders (spec §7) -----------------------------------------------------------
