@@ -310,9 +310,9 @@ def sync(
     the whole account (--all), and images selected from the mirror (--unfinished,
     --older-than, --with-parents). Orders come first, then single images. The schema is
     created or migrated on the first run. Exit codes: 0 all mirrored, 1 some failed, 2 bad
-    input, 3 fatal (key rejected, API or database unreachable, implausibly many deletions, a
-    listing that never ends), 75 another sync (or SQLite writer) holds the database, 130
-    interrupted.
+    input, 3 fatal (key rejected, a redirect from the API, API or database unreachable,
+    implausibly many deletions, a listing that never ends), 75 another sync (or SQLite writer)
+    holds the database, 130 interrupted.
 
     \b
     Example:
