@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import DateTime, Engine, bindparam, create_engine, inspect, text
 
 from mirror.config import parse_database_url
 from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS
@@ -92,15 +92,13 @@ def test_the_three_documented_examples_land_where_the_spec_says(
         )
         == 1
     )
-    # date_added_at is the same instant as a UTC timestamp; SQL can compare it.
-    assert (
-        scalar(
-            engine,
-            "SELECT image_id FROM images WHERE date_added_at > :t",
-            t=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-        == "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d"
+    # date_added_at is the same instant as a UTC timestamp; SQL can compare it (the bind is
+    # typed: Python 3.12 deprecated sqlite3's own adapter of a bare datetime).
+    after = text("SELECT image_id FROM images WHERE date_added_at > :t").bindparams(
+        bindparam("t", datetime(2026, 1, 1, tzinfo=UTC), type_=DateTime(timezone=True))
     )
+    with engine.connect() as connection:
+        assert connection.execute(after).scalar() == "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d"
     # The restaged image's extra is queryable with the portable -> operator.
     assert rows(
         engine, "SELECT image_id FROM images WHERE extra -> 'render_revision' IS NOT NULL"
