@@ -535,8 +535,11 @@ def upgrade(ctx: click.Context, revision: str, database_url: str) -> None:
         autoenhance-mirror db upgrade --database-url postgresql://mirror@localhost/mirror
     """
     from mirror import db
+    from mirror.lock import sync_lock
 
-    db.upgrade(open_engine(ctx, database_url), revision)
+    engine = open_engine(ctx, database_url)
+    with sync_lock(engine):  # never beside a running sync (exit 75), nor a second migration
+        db.upgrade(engine, revision)
     click.echo(f"{ctx.meta['masked_url']}: upgraded to {revision}")
 
 
@@ -553,6 +556,7 @@ def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -
         autoenhance-mirror db downgrade 0002
     """
     from mirror import db
+    from mirror.lock import sync_lock
 
     engine = open_engine(ctx, database_url)
     state = db.open_mirror(engine)
@@ -564,7 +568,8 @@ def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -
                 f"`db downgrade {revision}` drops every table of {where}, with the mirrored "
                 "data; add --yes to do it (nothing was changed)"
             )
-    db.downgrade(engine, revision)
+    with sync_lock(engine):  # never under a running sync (exit 75)
+        db.downgrade(engine, revision)
     click.echo(f"{ctx.meta['masked_url']}: downgraded to {revision}")
 
 

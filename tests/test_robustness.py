@@ -82,6 +82,24 @@ def test_a_second_sync_exits_75_naming_the_holder(
     assert scalar(engine, "SELECT count(*) FROM sync_runs") == 0
 
 
+@pytest.mark.parametrize("command", [["upgrade"], ["downgrade", "0004"]])
+def test_a_migration_beside_a_running_sync_exits_75_and_changes_nothing(
+    database_url: str, engine: Engine, command: list[str]
+) -> None:
+    """`db upgrade` after installing a new version, while cron's sync runs: altering tables
+    under it (or migrating beside the sync's own migration) is refused, as a second sync is."""
+    assert run_cli("db", "upgrade", "0004", "--database-url", database_url).exit_code == 0
+    if command[0] == "downgrade":
+        assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
+    before = scalar(engine, "SELECT version_num FROM alembic_version")
+    with sync_lock(engine):
+        result = run_cli("db", *command, "--database-url", database_url)
+    assert result.exit_code == 75, result.output
+    assert "another sync is running against this database" in result.stderr
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == before
+    assert run_cli("db", *command, "--database-url", database_url).exit_code == 0
+
+
 def test_a_killed_holder_does_not_block_the_next_sync(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
