@@ -176,7 +176,10 @@ def cli() -> None:
     "--api-key",
     envvar="AUTOENHANCE_API_KEY",
     show_envvar=True,
-    help="Sent as x-api-key. Never printed or stored.",
+    help=(
+        "Sent as x-api-key. Never printed or stored. Prefer the variable: ps shows a command "
+        "line to every user of the machine."
+    ),
 )
 @click.option(
     "--base-url",
