@@ -165,13 +165,17 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
     # A server's error without libpq's echo of the statement (`LINE 2: CREATE TABLE ... ^`).
     primary = getattr(getattr(original, "diag", None), "message_primary", None)
     reason = " ".join(str(primary or original).split()) or type(original).__name__
-    if getattr(original, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate == INSUFFICIENT_PRIVILEGE:
         reason += _privilege_hint(url.username or "the role")
+    elif sqlstate == QUERY_CANCELED:
+        reason += _timeout_hint(url.username or "the role")
     redact = Redactor.for_run(api_key=None, database_url=url)
     return redact(f"cannot use the database {masked(url)}: {reason}")
 
 
-INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE, whatever the server's language
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATEs, whatever the server's language
+QUERY_CANCELED = "57014"
 
 
 def _privilege_hint(role: str) -> str:
@@ -183,6 +187,16 @@ def _privilege_hint(role: str) -> str:
         f"{role}, or GRANT CREATE ON SCHEMA public TO {role}, which PostgreSQL 15 and later no "
         f"longer grant to every role; status and report only read: GRANT SELECT ON ALL TABLES "
         f"IN SCHEMA public TO {role})"
+    )
+
+
+def _timeout_hint(role: str) -> str:
+    """Managed PostgreSQL services often give roles a statement_timeout; a batch that waits on
+    a lock, or a migration of a big table, can outlast it."""
+    return (
+        " (the server cancelled the statement: a statement_timeout of the role or database, "
+        "or an administrator; what was committed before is kept. A sync needs no time limit: "
+        f"ALTER ROLE {role} SET statement_timeout = 0)"
     )
 
 

@@ -487,6 +487,30 @@ def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
         assert not inspect(connection).get_table_names()  # nothing half-made
 
 
+@pytest.mark.postgres
+def test_a_statement_timeout_that_cancels_a_batch_is_named_with_its_fix(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """Managed PostgreSQL often sets a statement_timeout per role: a write that waits on a
+    lock (here: a report's long transaction holding the table) outlasts it."""
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    name, role = make_url(postgres_url).database, make_url(postgres_url).username
+    with engine.begin() as connection:
+        connection.execute(text(f"ALTER DATABASE \"{name}\" SET statement_timeout = '300ms'"))
+    with engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE images IN ACCESS EXCLUSIVE MODE"))
+        result = run_cli(
+            "sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url
+        )
+        blocker.rollback()
+    assert result.exit_code == 3, result.output
+    assert "statement timeout (the server cancelled the statement" in result.stderr
+    assert f"ALTER ROLE {role} SET statement_timeout = 0" in result.stderr
+    [run] = rows(engine, "SELECT status, error FROM sync_runs")
+    assert run["status"] == "failed" and "statement_timeout" in run["error"]
+
+
 @contextmanager
 def a_role_that_does_not_own(url: str) -> Iterator[tuple[str, str]]:
     """A new login role, and the URL of `url`'s database as that role, which does not own it
