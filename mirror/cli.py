@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -401,8 +402,22 @@ def sync(
         quiet=quiet,
         show_progress=not as_json,
     )
-    _print_summary(summary, base_url=base_url, quiet=quiet, as_json=as_json)
+    try:
+        _print_summary(summary, base_url=base_url, quiet=quiet, as_json=as_json)
+    except BrokenPipeError:
+        # Its reader stopped early (`| head`). The run is over and recorded: exit with its
+        # code, not the 1 ("partial") click gives a closed pipe.
+        _silence_closed_output()
     ctx.exit(exit_code_of(summary.status))
+
+
+def _silence_closed_output() -> None:
+    """Point stdout and stderr at /dev/null, so that their flush at exit does not fail again
+    on the closed pipe (the recipe of Python's `signal` documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
 
 
 def _run_sync(

@@ -100,6 +100,24 @@ def test_a_migration_beside_a_running_sync_exits_75_and_changes_nothing(
     assert run_cli("db", *command, "--database-url", database_url).exit_code == 0
 
 
+def test_a_reader_that_stops_early_leaves_the_exit_code_the_runs(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """`sync --all --dry-run | head -1`: the run was over once its listing was printed, and
+    succeeded; a closed pipe made it exit 1 ("partial"), silently (click's handling)."""
+    standin.state.account = SampleAccount.generate(4000)
+    process = start_cli(
+        "sync", "--all", "--dry-run", "--api-key", "k", "--base-url", standin.url,
+        "--database-url", str(tmp_path / "mirror.db"),
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith("dry run: would sync 4000 images")
+    process.stdout.close()  # well before the ~200 KB of `would be new` lines end
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0, stderr
+    assert stderr == ""
+
+
 def test_a_killed_holder_does_not_block_the_next_sync(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
