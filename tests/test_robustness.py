@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -877,6 +877,55 @@ def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
             holder.close()  # before the directory's read-only mount is taken away
     assert status.exit_code == 0, status.output
     assert sum(json.loads(status.stdout)["images_by_status"].values()) == 2
+
+
+@contextmanager
+def a_small_disk(directory: Path, size: str) -> Iterator[Callable[[str], None]]:
+    """A tmpfs of `size` mounted on `directory` (root only), and a function to resize it."""
+    if os.geteuid() != 0:
+        pytest.skip("a small file system to fill needs root (mount)")
+    directory.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"as root, and cannot mount a tmpfs: {mounted.stderr.decode()}")
+
+    def resize(new_size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={new_size}", directory], check=True)
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "--lazy", directory], check=True)
+
+
+def test_a_full_disk_stops_the_run_keeps_what_was_committed_and_the_next_run_repairs_it(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """What a full disk does to `sync --all`: exit 3 naming it, every committed batch whole
+    and counted in the run's row, and once there is room the next run completes the mirror."""
+    standin.state.account = SampleAccount.generate(20000, seed=11)
+    with a_small_disk(tmp_path / "disk", "8m") as resize:
+        database = str(tmp_path / "disk" / "mirror.db")
+        common = ["--all", "--api-key", "k", "--base-url", standin.url, "--database-url", database]
+        full = run_cli("sync", *common)
+        assert full.exit_code == 3, full.output
+        assert "database or disk is full" in full.stderr
+        engine = create_engine(f"sqlite:///{database}", poolclass=NullPool)
+        [run] = rows(engine, "SELECT status, inserted, error FROM sync_runs")
+        assert run["status"] == "failed" and "database or disk is full" in run["error"]
+        # 8 MB hold the first batches of the 20,000 images (about 24 MB), not all of them.
+        assert 0 < scalar(engine, "SELECT count(*) FROM images") == run["inserted"] < 20000
+        assert scalar(engine, "PRAGMA integrity_check") == "ok"
+        resize("100m")
+        again = run_cli("sync", *common, "--json")
+        assert again.exit_code == 0, again.output
+        summary = json.loads(again.stdout)
+        kept = run["inserted"]
+        assert (summary["inserted"], summary["unchanged"]) == (20000 - kept, kept)
+        assert scalar(engine, "SELECT count(*) FROM images") == 20000
+        engine.dispose()
 
 
 @pytest.mark.postgres
