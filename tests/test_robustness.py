@@ -819,6 +819,25 @@ def test_sqlite_paths_that_cannot_be_used_say_why_and_create_nothing(
 
 
 @contextmanager
+def mounted(target: Path, *how: str | Path) -> Iterator[Callable[[str], None]]:
+    """`mount HOW... TARGET` for the duration (root only: the test is skipped where it may
+    not mount), and a function to remount it with other options."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    done = subprocess.run(["mount", *how, target], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"as root, and cannot mount here: {done.stderr.decode()}")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", target], check=True)
+
+    try:
+        yield remount
+    finally:
+        subprocess.run(["umount", "--lazy", target], check=True)
+
+
+@contextmanager
 def unwritable(directory: Path) -> Iterator[None]:
     """`directory` as a user without write access to it sees it. Not as root: its mode. Root
     may write anywhere, so it gets a read-only bind mount of the directory instead."""
@@ -829,14 +848,9 @@ def unwritable(directory: Path) -> Iterator[None]:
         finally:
             directory.chmod(0o755)
         return
-    bind = subprocess.run(["mount", "--bind", directory, directory], capture_output=True)
-    if bind.returncode != 0:
-        pytest.skip(f"as root, and cannot bind-mount a directory: {bind.stderr.decode()}")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", directory], check=True)
+    with mounted(directory, "--bind", directory) as remount:
+        remount("bind,ro")
         yield
-    finally:
-        subprocess.run(["umount", "--lazy", directory], check=True)
 
 
 def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
@@ -879,34 +893,14 @@ def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
     assert sum(json.loads(status.stdout)["images_by_status"].values()) == 2
 
 
-@contextmanager
-def a_small_disk(directory: Path, size: str) -> Iterator[Callable[[str], None]]:
-    """A tmpfs of `size` mounted on `directory` (root only), and a function to resize it."""
-    if os.geteuid() != 0:
-        pytest.skip("a small file system to fill needs root (mount)")
-    directory.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"as root, and cannot mount a tmpfs: {mounted.stderr.decode()}")
-
-    def resize(new_size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={new_size}", directory], check=True)
-
-    try:
-        yield resize
-    finally:
-        subprocess.run(["umount", "--lazy", directory], check=True)
-
-
 def test_a_full_disk_stops_the_run_keeps_what_was_committed_and_the_next_run_repairs_it(
     standin: StandIn, tmp_path: Path
 ) -> None:
     """What a full disk does to `sync --all`: exit 3 naming it, every committed batch whole
     and counted in the run's row, and once there is room the next run completes the mirror."""
     standin.state.account = SampleAccount.generate(20000, seed=11)
-    with a_small_disk(tmp_path / "disk", "8m") as resize:
+    (tmp_path / "disk").mkdir()
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=8m", "tmpfs") as remount:
         database = str(tmp_path / "disk" / "mirror.db")
         common = ["--all", "--api-key", "k", "--base-url", standin.url, "--database-url", database]
         full = run_cli("sync", *common)
@@ -918,7 +912,7 @@ def test_a_full_disk_stops_the_run_keeps_what_was_committed_and_the_next_run_rep
         # 8 MB hold the first batches of the 20,000 images (about 24 MB), not all of them.
         assert 0 < scalar(engine, "SELECT count(*) FROM images") == run["inserted"] < 20000
         assert scalar(engine, "PRAGMA integrity_check") == "ok"
-        resize("100m")
+        remount("size=100m")
         again = run_cli("sync", *common, "--json")
         assert again.exit_code == 0, again.output
         summary = json.loads(again.stdout)
