@@ -242,12 +242,7 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
         state = schema_state(connection)
         if state.up_to_date:
             return state
-        if not state.known:
-            raise unknown_revision(str(state.current))
-        if state.current is None:
-            _refuse_someone_elses_tables(connection)
-        if state.current is not None and not allow_upgrade:
-            raise outdated_revision(state.current)
+        _refuse_unusable(connection, state, allow_upgrade=allow_upgrade)
         from alembic import command
 
         with _atomic_ddl(connection):
@@ -255,16 +250,30 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
         return schema_state(connection)
 
 
-def refuse_someone_elses_tables(engine: Engine) -> None:
-    """Raise SchemaMismatch for a database without our schema that holds an `images` table
-    all the same: for a dry run, which finds no mirror there and would call everything new."""
+def comparable_mirror(engine: Engine) -> bool:
+    """For a dry run, which creates and migrates nothing: whether there is a mirror at the
+    code's schema to compare with (False: nothing there yet, so everything is new). Raises
+    SchemaMismatch for a database it cannot compare with: older or newer than the code, or
+    holding an `images` table that autoenhance-mirror did not make."""
+    if sqlite_file_missing(engine.url):
+        return False  # and is not created by connecting
     with connect(engine) as connection:
-        _refuse_someone_elses_tables(connection)
+        state = schema_state(connection)
+        if not state.up_to_date:
+            _refuse_unusable(connection, state, allow_upgrade=False)
+    return state.current is not None
 
 
-def _refuse_someone_elses_tables(connection: Connection) -> None:
-    if inspect(connection).has_table("images"):
-        raise someone_elses_tables()
+def _refuse_unusable(connection: Connection, state: SchemaState, *, allow_upgrade: bool) -> None:
+    """Raise SchemaMismatch for a schema that is not the code's and may not be brought to it:
+    unknown to the code, older when `allow_upgrade` is false, or someone else's tables."""
+    if not state.known:
+        raise unknown_revision(str(state.current))
+    if state.current is None:
+        if inspect(connection).has_table("images"):
+            raise someone_elses_tables()
+    elif not allow_upgrade:
+        raise outdated_revision(state.current)
 
 
 @contextmanager

@@ -389,12 +389,7 @@ def _mirror_to_compare(engine: Engine) -> Engine | None:
     none yet (then everything is new). Creates and migrates nothing."""
     from mirror import db
 
-    if not db.mirror_exists(engine):
-        if not db.sqlite_file_missing(engine.url):
-            db.refuse_someone_elses_tables(engine)
-        return None
-    db.ensure_schema(engine, allow_upgrade=False)
-    return engine
+    return engine if db.comparable_mirror(engine) else None
 
 
 class _Run:
