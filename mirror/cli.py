@@ -34,7 +34,7 @@ from mirror.config import (
     parse_database_url,
     plain_sqlite_path,
 )
-from mirror.errors import InputError, Interrupted, MirrorError
+from mirror.errors import InputError, Interrupted, MirrorError, NoMirror
 
 # Only click and light modules at import time: `--help` and `--version` must not pay for
 # SQLAlchemy, SQLModel and the drivers (~0.5 s); commands import what they use.
@@ -130,9 +130,21 @@ def open_existing_mirror(ctx: click.Context, raw_url: str) -> Engine:
     from mirror import db
 
     engine = open_engine(ctx, raw_url)
-    db.open_mirror(engine)
+    try:
+        db.open_mirror(engine)
+    except NoMirror as exc:
+        raise NoMirror(f"{exc}{_demo_hint(raw_url)}") from None
     db.ensure_schema(engine, allow_upgrade=False)
     return engine
+
+
+def _demo_hint(raw_url: str) -> str:
+    """Where the demo's mirror is, for a newcomer who ran `demo` and then reads the default
+    database: it is a file of its own, so that the demo never lands in a real mirror."""
+    demo_file = DEMO_DATABASE_URL.removeprefix("sqlite:///")
+    if raw_url != DEFAULT_DATABASE_URL or not os.path.isfile(demo_file):
+        return ""
+    return f"; the demo's mirror is {demo_file}: --database-url {DEMO_DATABASE_URL}"
 
 
 @click.group(cls=MirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -809,6 +821,11 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
     click.echo(format_counts("orders by status", overview.orders_by_status))
     click.echo(format_counts("images by status", overview.by_status))
     click.echo(format_counts("images by scene", overview.by_scene))
+    shown = ctx.meta["masked_url"]
+    click.echo("look closer (or with any SQL client):")
+    click.echo(f"  autoenhance-mirror status --database-url {shown}")
+    click.echo("  autoenhance-mirror report    (lists the reports)")
+    click.echo(f"  autoenhance-mirror report images-per-order --database-url {shown}")
     ctx.exit(exit_code_of(summary.status))
 
 

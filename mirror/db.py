@@ -317,7 +317,11 @@ def open_mirror(engine: Engine) -> SchemaState:
     Raises NoMirror when there is none: no SQLite file, or a database without our tables.
     """
     if sqlite_file_missing(engine.url):
-        raise NoMirror(f"no mirror at {masked(engine.url)}: the file does not exist")
+        raise NoMirror(
+            f"no mirror at {masked(engine.url)}: the file does not exist (a first "
+            "`autoenhance-mirror sync` creates it; --database-url or MIRROR_DATABASE_URL "
+            "names another)"
+        )
     with connect(engine) as connection:
         state = schema_state(connection)
     if state.current is None:

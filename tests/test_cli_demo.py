@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,39 @@ def test_demo_refuses_a_database_with_real_images(
     demo_db = str(tmp_path / "demo.db")
     assert run_cli("demo", "--count", "40", "--database-url", demo_db).exit_code == 0
     assert run_cli("demo", "--count", "4", "--database-url", demo_db).exit_code == 0
+
+
+def test_demo_says_how_to_read_its_mirror_and_status_points_a_newcomer_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("demo", "--count", "20")
+    assert result.exit_code == 0, result.output
+    suggested = [
+        line.split("(")[0].split()[1:]
+        for line in result.stdout.splitlines()
+        if line.startswith("  autoenhance-mirror ")
+    ]
+    assert [words[:2] for words in suggested] == [
+        ["status", "--database-url"],
+        ["report"],
+        ["report", "images-per-order"],
+    ]
+    for words in suggested:  # each command it prints works as printed
+        shown = run_cli(*words)
+        assert shown.exit_code == 0, (words, shown.output)
+    images = run_cli(*suggested[2], "--format", "json").stdout
+    assert sum(order["images"] for order in json.loads(images)) == 20
+
+    # `status` reads sync's default file, which the demo did not make: it says where the
+    # demo's mirror is, and creates nothing.
+    default = run_cli("status")
+    assert default.exit_code == 3
+    assert "no mirror at sqlite:///autoenhance-mirror.db: the file does not exist" in (
+        default.stderr
+    )
+    assert "--database-url sqlite:///autoenhance-mirror-demo.db" in default.stderr
+    assert not (tmp_path / "autoenhance-mirror.db").exists()
+    # Elsewhere, or for another database, the hint is not given.
+    other = run_cli("status", "--database-url", "other.db")
+    assert other.exit_code == 3 and "demo" not in other.stderr
