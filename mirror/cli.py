@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from mirror.ids import RequestedIds
     from mirror.outcomes import Failure
+    from mirror.selections import Selection
     from mirror.sync import LateDatabase, SyncOptions, SyncSummary
 
 MAX_FAILURES_SHOWN = 20
@@ -327,8 +328,8 @@ def sync(
     --older-than, --with-parents). Orders come first, then single images. The schema is
     created or migrated on the first run. Exit codes: 0 all mirrored, 1 some failed, 2 bad
     input, 3 fatal (key rejected, a redirect from the API, API or database unreachable,
-    implausibly many deletions, a listing that never ends), 75 another sync (or SQLite writer)
-    holds the database, 130 interrupted.
+    implausibly many deletions, a listing that never ends, selections alone and no mirror to
+    choose from), 75 another sync (or SQLite writer) holds the database, 130 interrupted.
 
     \b
     Example:
@@ -378,7 +379,9 @@ def sync(
     ids = collect_ids(IdSource(arguments=image_ids, file_name=from_file))
     engine: Engine | LateDatabase
     plain = plain_sqlite_path(database_url)
-    if plain is not None and not selection:
+    # Selections alone choose from the mirror: with none there, they must not make one.
+    only_selected = not orders_given and not image_ids and from_file is None
+    if plain is not None and not selection and not only_selected:
         # A plain SQLite file: lock it and start fetching at once; SQLAlchemy is imported and
         # the database opened while the first requests are in flight (cron's start-up).
         engine = LateDatabase.checked(
@@ -387,6 +390,8 @@ def sync(
         ctx.meta["masked_url"] = engine.shown
     else:
         engine = open_engine(ctx, database_url, api_key)
+        if only_selected:
+            _refuse_selecting_from_nothing(engine, selection, older_than, with_parents)
     options = SyncOptions(
         api=ApiSettings(
             base_url=base_url,
@@ -421,6 +426,35 @@ def sync(
         # code, not the 1 ("partial") click gives a closed pipe.
         _silence_closed_output()
     ctx.exit(exit_code_of(summary.status))
+
+
+def _refuse_selecting_from_nothing(
+    engine: Engine, selection: Selection, older_than: str | None, with_parents: bool
+) -> None:
+    """A run of selections alone against a database with no mirror raises NoMirror (exit 3)
+    before anything is fetched or created: it has nothing to choose from, and a mistyped
+    --database-url would otherwise be an empty mirror that every later run calls a success."""
+    from mirror import db
+
+    absence = db.mirror_absence(engine)
+    if absence is None:
+        return
+    names = [
+        name
+        for name, given in (
+            ("--unfinished", selection.unfinished),
+            (f"--older-than {older_than}", selection.older_than is not None),
+            ("--with-parents", with_parents),
+        )
+        if given
+    ]
+    selects = "it selects" if len(names) == 1 else "they select"
+    raise NoMirror(
+        f"no mirror at {masked(engine.url)} for {' and '.join(names)} to choose from "
+        f"({absence}): {selects} images already mirrored. Check --database-url (or "
+        "MIRROR_DATABASE_URL); a sync of image IDs, orders or --all creates the mirror. "
+        "Nothing was fetched or written"
+    )
 
 
 def _silence_closed_output() -> None:

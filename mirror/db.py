@@ -316,29 +316,32 @@ def open_mirror(engine: Engine) -> SchemaState:
 
     Raises NoMirror when there is none: no SQLite file, or a database without our tables.
     """
-    if sqlite_file_missing(engine.url):
+    state, absence = _mirror_state(engine)
+    if state is None:
+        elsewhere = "; --database-url or MIRROR_DATABASE_URL names another" * (absence == NO_FILE)
         raise NoMirror(
-            f"no mirror at {masked(engine.url)}: the file does not exist (a first "
-            "`autoenhance-mirror sync` creates it; --database-url or MIRROR_DATABASE_URL "
-            "names another)"
-        )
-    with connect(engine) as connection:
-        state = schema_state(connection)
-    if state.current is None:
-        raise NoMirror(
-            f"no mirror at {masked(engine.url)}: the database holds no autoenhance-mirror "
-            "schema (a first `autoenhance-mirror sync` creates it)"
+            f"no mirror at {masked(engine.url)}: {absence} (a first `autoenhance-mirror sync` "
+            f"creates it{elsewhere})"
         )
     return state
 
 
-def mirror_exists(engine: Engine) -> bool:
-    """Whether the database holds a mirror (at any revision), creating nothing."""
-    try:
-        open_mirror(engine)
-    except NoMirror:
-        return False
-    return True
+NO_FILE = "the file does not exist"
+NO_SCHEMA = "the database holds no autoenhance-mirror schema"
+
+
+def mirror_absence(engine: Engine) -> str | None:
+    """Why there is no mirror behind `engine` (NO_FILE, NO_SCHEMA), or None when there is
+    one, at any revision; creates nothing."""
+    return _mirror_state(engine)[1]
+
+
+def _mirror_state(engine: Engine) -> tuple[SchemaState | None, str | None]:
+    if sqlite_file_missing(engine.url):
+        return None, NO_FILE
+    with connect(engine) as connection:
+        state = schema_state(connection)
+    return (state, None) if state.current is not None else (None, NO_SCHEMA)
 
 
 def drops_mirror(state: SchemaState, revision: str) -> bool:

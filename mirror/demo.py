@@ -41,7 +41,7 @@ def demo_image_ids(count: int) -> list[str]:
 
 def check_demo_database(engine: Engine, count: int) -> None:
     """Refuse (InputError) a database that holds images other than the demo's own."""
-    if not db.mirror_exists(engine):
+    if db.mirror_absence(engine) is not None:
         return
     where = masked(engine.url)
     refusal = (

@@ -16,7 +16,7 @@ import pytest
 from helpers import new_ids, rows, run_cli, scalar
 from sqlalchemy import DateTime, Engine, bindparam, create_engine, inspect, text
 
-from mirror.config import parse_database_url
+from mirror.config import masked, parse_database_url
 from mirror.schema import SCHEMA_HEAD, SCHEMA_REVISIONS
 from mirror.standin import Fault, StandIn, record_for
 
@@ -648,12 +648,35 @@ def test_a_bad_duration_is_an_input_error(
     assert standin.state.total_requests == 0
 
 
-def test_a_selection_on_a_database_that_does_not_exist_yet_selects_nothing(
-    standin: StandIn, database_url: str
+@pytest.mark.parametrize(
+    ("selection", "named"),
+    [
+        (["--unfinished"], "--unfinished to choose from"),
+        (["--older-than", "7d", "--dry-run"], "--older-than 7d to choose from"),
+        (["--with-parents", "--unfinished"], "--unfinished and --with-parents to choose from"),
+    ],
+)
+def test_selections_alone_refuse_a_database_without_a_mirror_and_create_nothing(
+    standin: StandIn, database_url: str, engine: Engine, selection: list[str], named: str
 ) -> None:
-    result = sync(standin, database_url, "--unfinished", "--dry-run")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("dry run: would sync 0 images")
+    """A mistyped --database-url under `sync --unfinished` in cron made an empty mirror that
+    every later run called a success ("synced 0 images", exit 0). Now: exit 3 naming it."""
+    result = sync(standin, database_url, *selection)
+    assert result.exit_code == 3, result.output
+    shown = masked(parse_database_url(database_url))
+    assert f"no mirror at {shown} for {named}" in result.stderr
+    assert standin.state.total_requests == 0
+    if database_url.startswith("sqlite"):
+        assert "(the file does not exist)" in result.stderr
+        assert not Path(database_url.removeprefix("sqlite:///")).exists()
+    else:
+        assert "(the database holds no autoenhance-mirror schema)" in result.stderr
+        assert inspect(engine).get_table_names() == []
+
+    # Once a sync of IDs made the mirror, the same selection runs, even when it picks nothing.
+    assert sync(standin, database_url, *new_ids(2)).exit_code in (0, 1)
+    again = sync(standin, database_url, *selection)
+    assert again.exit_code == 0, again.output
 
 
 def test_with_parents_fetches_the_parents_missing_from_the_mirror(
