@@ -776,7 +776,7 @@ def stand_in(
     if faults is not None:
         try:
             state.load_faults(json.load(faults))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except ValueError as exc:
             raise InputError(f"--faults {faults.name}: not a fault script: {exc}") from None
     try:
         server = StandIn(host=host, port=port, state=state).start()

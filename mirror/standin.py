@@ -21,7 +21,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +155,49 @@ class Fault:
         return {name: value for name, value in headers.items() if value}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fault:
+    def from_dict(cls, data: Any) -> Fault:
+        """A fault from its JSON form; raises ValueError naming the first wrong property."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a fault is a JSON object, not {json.dumps(data)[:40]}")
+        for name, value in data.items():
+            kinds = _FAULT_PROPERTIES.get(name)
+            if kinds is None:
+                known = ", ".join(_FAULT_PROPERTIES)
+                raise ValueError(f"unknown property {name!r} (known: {known})")
+            wrong_bool = type(value) is bool and not {bool, object} & set(kinds)
+            if not isinstance(value, kinds) or wrong_bool:
+                raise ValueError(f"{name}: {json.dumps(value)[:40]} is not {_KIND_NAMES[kinds]}")
+        status = data.get("status")
+        if status is not None and not 100 <= status <= 599:
+            raise ValueError(f"status: {status} is not an HTTP status (100-599)")
+        if data.get("delay", 0) < 0:
+            raise ValueError("delay: seconds cannot be negative")
         return cls(**data)
+
+
+_TEXT: tuple[type, ...] = (str, type(None))
+_FAULT_PROPERTIES: dict[str, tuple[type, ...]] = {
+    "status": (int, type(None)),
+    "retry_after": _TEXT,
+    "location": _TEXT,
+    "delay": (int, float),
+    "drop": (bool,),
+    "drop_mid_body": (bool,),
+    "body": _TEXT,
+    "json": (object,),
+    "extra": (dict, type(None)),
+    "chunked": (bool,),
+    "close": (bool,),
+    "hangup": (bool,),
+}
+_KIND_NAMES = {
+    (int, type(None)): "an integer or null",
+    _TEXT: "a string or null",
+    (int, float): "a number",
+    (bool,): "true or false",
+    (dict, type(None)): "an object or null",
+    (object,): "a JSON value",
+}
 
 
 @dataclass
@@ -191,10 +232,25 @@ class StandInState:
         with self.lock:
             self.faults.setdefault(key, []).extend(faults)
 
-    def load_faults(self, data: dict[str, Iterable[dict[str, Any]]]) -> None:
-        """Script faults from JSON: {"<image id>": [{"status": 429, "retry_after": "1"}, ...]}."""
-        for image_id, faults in data.items():
-            self.script(image_id, *(Fault.from_dict(f) for f in faults))
+    def load_faults(self, data: Any) -> None:
+        """Script faults from JSON: {"<image id>": [{"status": 429, "retry_after": "1"}, ...]}
+        (an order ID or LISTING as key too); raises ValueError naming what is wrong, and
+        scripts nothing then."""
+        if not isinstance(data, dict):
+            raise ValueError('the script is an object: {"<image id>": [{"status": 429}, ...]}')
+        scripted: list[tuple[str, list[Fault]]] = []
+        for key, faults in data.items():
+            if not isinstance(faults, list):
+                raise ValueError(f"{key}: a list of faults, not {json.dumps(faults)[:40]}")
+            parsed = []
+            for position, fault in enumerate(faults):
+                try:
+                    parsed.append(Fault.from_dict(fault))
+                except ValueError as exc:
+                    raise ValueError(f"{key}[{position}]: {exc}") from None
+            scripted.append((key, parsed))
+        for key, faults in scripted:
+            self.script(key, *faults)
 
     @property
     def total_requests(self) -> int:

@@ -97,6 +97,46 @@ def test_faults_load_from_json() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("script", "named"),
+    [
+        ("{bad", "Expecting property name"),
+        ("[1]", "the script is an object"),
+        ('{"k": {"status": 500}}', 'k: a list of faults, not {"status": 500}'),
+        ('{"k": [{"status": 500}, 7]}', "k[1]: a fault is a JSON object, not 7"),
+        ('{"k": [{"status": "503"}]}', 'k[0]: status: "503" is not an integer or null'),
+        ('{"k": [{"status": true}]}', "k[0]: status: true is not an integer or null"),
+        ('{"k": [{"status": 1000}]}', "k[0]: status: 1000 is not an HTTP status (100-599)"),
+        ('{"k": [{"stauts": 503}]}', "k[0]: unknown property 'stauts' (known: status,"),
+        ('{"k": [{"delay": -1}]}', "k[0]: delay: seconds cannot be negative"),
+        ('{"k": [{"drop": 1}]}', "k[0]: drop: 1 is not true or false"),
+    ],
+)
+def test_a_bad_fault_script_is_named_before_the_stand_in_starts(
+    tmp_path: Path, script: str, named: str
+) -> None:
+    """A typo in a rehearsal's fault script was accepted and failed only when its fault fired
+    (`"status": "503"`), or came out as `'list' object has no attribute 'items'`."""
+    path = tmp_path / "faults.json"
+    path.write_text(script, encoding="utf-8")
+    result = run_cli("stand-in", "--port", "0", "--faults", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --faults {path}: not a fault script: ")
+    assert named in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_a_fault_script_scripts_every_property_it_documents() -> None:
+    server = StandIn()
+    every = {
+        "status": 429, "retry_after": "1", "location": "/x", "delay": 0.5, "drop": False,
+        "drop_mid_body": False, "body": "{}", "json": False, "extra": {"a": 1},
+        "chunked": True, "close": False, "hangup": False,
+    }  # fmt: skip
+    server.state.load_faults({"k": [every, {"json": None}]})
+    assert server.state.faults == {"k": [Fault(**every), Fault()]}
+
+
 def test_a_port_in_use_is_a_clear_error_at_once(standin: StandIn) -> None:
     """Before, the bind error was a traceback in the server's thread and the command waited
     10 s for a server that would never start."""
