@@ -392,6 +392,10 @@ def sync(
         engine = open_engine(ctx, database_url, api_key)
         if only_selected:
             _refuse_selecting_from_nothing(engine, selection, older_than, with_parents)
+        if not dry_run:
+            from mirror import db
+
+            db.check_writable(engine)
     options = SyncOptions(
         api=ApiSettings(
             base_url=base_url,
@@ -602,6 +606,7 @@ def upgrade(ctx: click.Context, revision: str, database_url: str) -> None:
     from mirror.lock import sync_lock
 
     engine = open_engine(ctx, database_url)
+    db.check_writable(engine)
     with sync_lock(engine):  # never beside a running sync (exit 75), nor a second migration
         db.upgrade(engine, revision)
     click.echo(f"{ctx.meta['masked_url']}: upgraded to {revision}")
@@ -624,6 +629,7 @@ def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -
 
     engine = open_engine(ctx, database_url)
     state = db.open_mirror(engine)
+    db.check_writable(engine)
     if db.drops_mirror(state, revision) and not yes:
         where = ctx.meta["masked_url"]
         question = f"this drops every mirrored image and run of {where}; go on?"
@@ -825,6 +831,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
         autoenhance-mirror demo
     """
     from mirror.api import ApiSettings
+    from mirror.db import check_writable
     from mirror.demo import DEMO_API_KEY, check_demo_database, demo_account
     from mirror.outcomes import exit_code_of
     from mirror.overview import build_overview, format_counts
@@ -833,6 +840,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
 
     engine = open_engine(ctx, database_url)
     check_demo_database(engine, count)
+    check_writable(engine)
     state = StandInState(require_key=DEMO_API_KEY, account=demo_account(count))
     with StandIn(host="127.0.0.1", port=0, state=state) as server:
         click.echo(f"stand-in of the Autoenhance API on {server.url}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,7 +128,7 @@ def check_sqlite_path(path: Path, shown: str) -> None:
             f"cannot use the database {shown}: {path} is not a SQLite database "
             "(file is not a database); nothing was changed"
         )
-    if _needs_shared_memory_file(path, header) and not os.access(directory, os.W_OK):
+    if _needs_shared_memory_file(path, header) and not _may_write(directory):
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: it is in WAL mode, and SQLite cannot open it "
             f"without creating {path.name}-shm beside it, which this user may not do in "
@@ -137,6 +138,68 @@ def check_sqlite_path(path: Path, shown: str) -> None:
 
 
 _WAL_VERSION_AT = 18  # the header's file format write and read versions: 2 and 2 in WAL mode
+
+
+def check_sqlite_writable(path: Path, shown: str) -> None:
+    """Before a run that writes (after `check_sqlite_path`): this user may write the file, and
+    create files in its directory (SQLite's -wal and -shm, the sync lock). Raises
+    DatabaseUnavailable naming the owner to run as: a mirror made by root (one `sudo` run)
+    and synced by cron's user otherwise fails at its first write, after the first requests,
+    with SQLite's bare `attempt to write a readonly database`."""
+    directory = path.parent
+    if _read_only_mount(directory):
+        raise DatabaseUnavailable(
+            f"cannot write the database {shown}: {directory} is on a file system mounted "
+            "read-only; nothing was fetched or written"
+        )
+    # SQLite's own files beside it too: a run of another user can leave them behind.
+    for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))):
+        if file.exists() and not _may_write(file):
+            raise DatabaseUnavailable(
+                f"cannot write the database {shown}: {file} {file_owner(file)}, and this user "
+                f"({current_user()}) may not write it: run autoenhance-mirror as its owner, or "
+                "give this user write access; nothing was fetched or written"
+            )
+    if not _may_write(directory):
+        raise DatabaseUnavailable(
+            f"cannot write the database {shown}: this user ({current_user()}) may not create "
+            f"files in {directory} ({file_owner(directory)}), as SQLite must beside the "
+            "database (its -wal and -shm files) and so must the sync lock: run "
+            "autoenhance-mirror as the directory's owner, or give this user write access; "
+            "nothing was fetched or written"
+        )
+
+
+def _may_write(path: Path) -> bool:
+    """As SQLite's open() will find it: for the effective user (access() checks the real one)."""
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _read_only_mount(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def file_owner(path: Path) -> str:
+    """`belongs to root, mode 0644`, for messages about a file this user may not use."""
+    try:
+        status = path.stat()
+    except OSError:
+        return "cannot be examined"
+    try:
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except KeyError:
+        owner = f"uid {status.st_uid}"
+    return f"belongs to {owner}, mode {status.st_mode & 0o7777:04o}"
+
+
+def current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def _needs_shared_memory_file(path: Path, header: bytes) -> bool:

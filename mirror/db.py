@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from mirror.config import Redactor, check_sqlite_path, masked
+from mirror.config import Redactor, check_sqlite_path, check_sqlite_writable, masked
 from mirror.errors import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # of every sync, which normally finds the schema current.
 #
 
-DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write lock
+DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's lock
 
 
 def sqlite_busy_timeout() -> float:
@@ -63,7 +63,7 @@ def migrations_path() -> Path:
 
 
 def create_db_engine(url: URL) -> Engine:
-    """An engine for `url`; SQLite gets WAL and a busy timeout so readers never fail a sync.
+    """An engine for `url`; SQLite gets a busy timeout so readers never fail a sync.
 
     Raises InputError for a URL the driver rejects (say a SQLite URL with a host), and
     DatabaseUnavailable for a SQLite file that cannot be one (`check_sqlite_file`).
@@ -95,9 +95,11 @@ def _create_engine(url: URL) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # Safe in WAL mode (a power cut may lose the last commits, never corrupt); with a
+    # rollback journal only FULL, the default, is.
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        cursor.execute("PRAGMA synchronous=NORMAL")
     # 32 MiB of page cache: random UUID keys touch every page of the primary key index.
     cursor.execute("PRAGMA cache_size=-32768")
     # Checkpoint every ~40 MiB of WAL rather than 4 MiB: far fewer fsyncs in a long sync.
@@ -105,10 +107,39 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def use_wal(engine: Engine) -> None:
+    """SQLite, for the length of a sync: write-ahead logging, so that readers (`status`,
+    `report`, anyone's sqlite3) read while it writes. `leave_wal` ends it."""
+    if engine.dialect.name != "sqlite":
+        return
+    with connect(engine) as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+
+
+def leave_wal(engine: Engine) -> None:
+    """SQLite, at the end of a sync: back to a rollback journal, which also checkpoints and
+    deletes the -wal file. Between syncs, then, a reader needs no write access beside the file,
+    and leaves no -wal or -shm file behind: in WAL mode a reader who may not write the
+    database can delete neither, and the next sync, as another user, could not open them.
+    While anyone else has the database open it stays in WAL mode, until a later sync ends."""
+    if engine.dialect.name != "sqlite":
+        return
+    engine.dispose()  # this process's other connections would hold it in WAL mode too
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA busy_timeout=0")
+            connection.exec_driver_sql("PRAGMA journal_mode=DELETE")
+    except SQLAlchemyError:
+        pass  # "database is locked": a reader has it open
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
     """A connection; any database error, connecting or inside the block, is raised as
-    `database_error`'s exception (exit 3, or 75 for another process's SQLite write lock)."""
+    `database_error`'s exception (exit 3, or 75 for another process's SQLite lock)."""
     try:
         connection = engine.connect()
     except (SQLAlchemyError, OSError) as exc:
@@ -125,6 +156,14 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
     return Path(url.database)
+
+
+def check_writable(engine: Engine) -> None:
+    """For a command that writes: `check_sqlite_writable` on a SQLite file (PostgreSQL's
+    privileges are the server's to check: `_privilege_hint`)."""
+    path = sqlite_path(engine.url)
+    if path is not None:
+        check_sqlite_writable(path, masked(engine.url))
 
 
 def check_sqlite_file(url: URL) -> None:
@@ -147,14 +186,14 @@ def is_sqlite_busy(url: URL, exc: BaseException) -> bool:
 
 def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
     """The exception to raise for a database error: DatabaseBusy (exit 75) when another
-    process held a SQLite write lock past the busy timeout, else DatabaseUnavailable (3)."""
+    process held a SQLite lock past the busy timeout, else DatabaseUnavailable (3)."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     if is_sqlite_busy(url, exc):
         return DatabaseBusy(
-            f"another process holds a write lock on the database {masked(url)} "
+            f"another process holds a lock on the database {masked(url)} "
             f"(waited {sqlite_busy_timeout():g} s: {original}); nothing was lost, "
-            "try again when it has finished (a long transaction open in a sqlite3 shell, "
-            "or a backup, holds it)"
+            "try again when it has finished (a long transaction open in a sqlite3 shell, a "
+            "read still going as a sync starts, or a backup, holds it)"
         )
     return DatabaseUnavailable(describe_db_error(url, exc))
 

@@ -12,7 +12,7 @@
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
     │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
     ├── LockHeld                75: another sync holds the database's lock
-    │   └── DatabaseBusy            another process held a SQLite write lock past the timeout
+    │   └── DatabaseBusy            another process held a SQLite lock past the timeout
     └── Interrupted             130: SIGINT/SIGTERM, fetched work committed
 
     InvalidPayload              one image's body is unusable: recorded as a failure, the run goes on

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from mirror.config import current_user, file_owner
 from mirror.errors import DatabaseUnavailable, LockHeld
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only by what needs it (see `sqlite_file_lock`)
@@ -74,6 +75,12 @@ def sqlite_file_lock(database: Path, shown: str) -> Iterator[None]:
     try:
         handle: IO[str] = path.open("a+", encoding="utf-8")
     except OSError as exc:
+        if path.exists():  # left by another user's run (a `sudo` one): say whose it is
+            raise DatabaseUnavailable(
+                f"cannot use the database {shown}: cannot open its lock file {path}: "
+                f"{exc.strerror} (it {file_owner(path)}; this user is {current_user()}): when "
+                "no sync runs, remove it or give it to this user"
+            ) from None
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: cannot create its lock file {path}: {exc.strerror}"
         ) from None

@@ -34,7 +34,7 @@ from mirror.api import (
     TransportFactory,
 )
 from mirror.batch import SoFar
-from mirror.config import Redactor, check_sqlite_path
+from mirror.config import Redactor, check_sqlite_path, check_sqlite_writable
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, Interrupted, MirrorError
 from mirror.fetching import fetch_worker
@@ -97,6 +97,8 @@ class LateDatabase:
         DatabaseUnavailable or SchemaMismatch before any request."""
         shown = f"sqlite:///{path}"
         check_sqlite_path(Path(path), shown)
+        if not dry_run:
+            check_sqlite_writable(Path(path), shown)
         refuse_unusable_sqlite_revision(Path(path), upgrade_allowed=not dry_run)
         return cls(Path(path), shown, open)
 
@@ -259,6 +261,10 @@ def sync_images(
         finally:
             if options.metrics_file is not None and not options.dry_run:
                 ending.write_metrics(options.metrics_file, on_warning)
+            if ending.run is not None and ending.run.engine is not None and not options.dry_run:
+                from mirror import db
+
+                db.leave_wal(ending.run.engine)
     writer = run.writer
     return SyncSummary(
         run_id=run.run_id,
@@ -379,6 +385,7 @@ def _open_now(
             _add_selection(mirror, image_ids, options.selection)
         return mirror, None
     db.ensure_schema(engine)
+    db.use_wal(engine)
     if options.selection:
         _add_selection(engine, image_ids, options.selection)
     return engine, _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
@@ -560,6 +567,7 @@ class _Run:
         if self.options.dry_run:
             return _mirror_to_compare(engine), None
         db.ensure_schema(engine)
+        db.use_wal(engine)
         return engine, _db_call(engine, store.start_run, requested=self.plan.images, now=_now())
 
     # --- passes -----------------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -777,6 +780,42 @@ def test_sigterm_after_a_run_is_not_the_default_kill() -> None:
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_read_still_going_as_a_sync_starts_is_waited_for_then_exit_75(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Between syncs the file has a rollback journal; a sync switches it to WAL, which needs
+    it alone: a reader's open transaction is waited for (the busy timeout), as a writer's."""
+    path = tmp_path / "mirror.db"
+    common = ["--base-url", standin.url, "--database-url", str(path)]
+    assert run_cli("sync", *new_ids(2), *common).exit_code == 0
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM images").fetchall()
+    release = threading.Timer(1.0, reader.rollback)
+    release.start()
+    try:
+        waited = run_cli("sync", *new_ids(2), *common)  # the busy timeout, 30 s, outlasts it
+    finally:
+        release.join()
+    assert waited.exit_code == 0, waited.output
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM images").fetchall()
+    try:
+        blocked = run_cli("sync", *new_ids(2), *common, env={"MIRROR_SQLITE_BUSY_TIMEOUT": "0.5"})
+    finally:
+        reader.rollback()
+        reader.close()
+    assert blocked.exit_code == 75, blocked.output
+    assert "another process holds a lock on the database" in blocked.stderr
+    assert "a read still going as a sync starts" in blocked.stderr
+    assert (
+        scalar(
+            create_engine(f"sqlite:///{path}", poolclass=NullPool), "SELECT count(*) FROM images"
+        )
+        == 4
+    )
+
+
 def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
     standin: StandIn, tmp_path: Path
 ) -> None:
@@ -795,7 +834,7 @@ def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
         blocker.rollback()
         blocker.close()
     assert result.exit_code == 75, result.output
-    assert "another process holds a write lock on the database" in result.stderr
+    assert "another process holds a lock on the database" in result.stderr
     assert time.monotonic() - started < 10
 
 
@@ -853,25 +892,41 @@ def unwritable(directory: Path) -> Iterator[None]:
         yield
 
 
-def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
+def test_a_user_who_may_not_write_beside_a_mirror_reads_it_between_syncs(
     standin: StandIn, tmp_path: Path
 ) -> None:
     """SQLite opens a database in WAL mode only for a user who may create its -shm file
-    beside it, even to read. Someone reading the mirror that cron's user writes is told so,
-    and what to do, instead of SQLite's bare `unable to open database file`."""
+    beside it, even to read. A sync leaves the mirror in rollback-journal mode, so someone
+    reading the mirror that cron's user writes, from a directory they may not write to, reads
+    it; where it was left in WAL mode (a killed sync), they are told why not and what to do,
+    instead of SQLite's bare `unable to open database file`."""
     directory = tmp_path / "shared"
     directory.mkdir()
     database = str(directory / "mirror.db")
     synced = run_cli("sync", *new_ids(2), "--base-url", standin.url, "--database-url", database)
     assert synced.exit_code == 0, synced.output
     files = sorted(os.listdir(directory))
+    reads = (["status"], ["report", "status-per-day"], ["db", "current"])
     with unwritable(directory):
-        for command in (
-            ["status"],
-            ["report", "status-per-day"],
-            ["db", "current"],
-            ["sync", *new_ids(1), "--base-url", standin.url],
-        ):
+        for command in reads:
+            result = run_cli(*command, "--database-url", database)
+            assert result.exit_code == 0, (command, result.output)
+        plain = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        assert plain.execute("SELECT count(*) FROM images").fetchone() == (2,)
+        plain.close()
+        writing = run_cli(
+            "sync", *new_ids(1), "--base-url", standin.url, "--database-url", database
+        )
+    assert writing.exit_code == 3
+    assert f"cannot write the database sqlite:///{database}: " in writing.stderr
+    assert sorted(os.listdir(directory)) == files
+    assert standin.state.total_requests == 2
+
+    left_in_wal_mode = sqlite3.connect(database)  # as a sync killed mid-run leaves it
+    left_in_wal_mode.execute("PRAGMA journal_mode=WAL")
+    left_in_wal_mode.close()
+    with unwritable(directory):
+        for command in reads:
             result = run_cli(*command, "--database-url", database)
             assert result.exit_code == 3, (command, result.output)
             assert (
@@ -880,7 +935,6 @@ def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
                 "access to that directory"
             ) in result.stderr, command
     assert sorted(os.listdir(directory)) == files
-    assert standin.state.total_requests == 2
     # While another connection has it open (a sync running), its -shm exists: readable.
     holder = sqlite3.connect(database)
     holder.execute("SELECT count(*) FROM images").fetchall()
@@ -891,6 +945,175 @@ def test_a_user_who_may_not_write_beside_a_mirror_is_told_why_it_cannot_be_read(
             holder.close()  # before the directory's read-only mount is taken away
     assert status.exit_code == 0, status.output
     assert sum(json.loads(status.stdout)["images_by_status"].values()) == 2
+
+
+def journal_mode(database: Path) -> str:
+    """The journal mode in the file's header (bytes 18-19: 1 rollback journal, 2 WAL), read
+    without opening a connection that could change it."""
+    with contextlib.suppress(FileNotFoundError), database.open("rb") as file:
+        header = file.read(20)
+        return {b"\x01\x01": "delete", b"\x02\x02": "wal"}.get(header[18:20], "none yet")
+    return "none yet"
+
+
+def test_a_sync_writes_in_wal_mode_and_leaves_a_rollback_journal_unless_someone_reads(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """WAL while it writes, so that readers read meanwhile; back to a rollback journal when it
+    ends, except while another connection has the file open (the switch needs it alone): then
+    WAL until a later sync ends alone."""
+    standin.state.account = SampleAccount.generate(2000, seed=5)
+    database = tmp_path / "mirror.db"
+    seen: list[str] = []
+    reader: list[sqlite3.Connection] = []
+
+    def during_the_listing(served: int) -> None:
+        if served == 10:  # the database is opened beside the first pages: wait for it
+            deadline = time.monotonic() + 10
+            while journal_mode(database) != "wal" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(journal_mode(database))
+            if reader:
+                reader[0].execute("SELECT count(*) FROM images").fetchall()
+
+    standin.state.on_listing = during_the_listing
+    common = ["--all", "--api-key", "k", "--base-url", standin.url, "--database-url", str(database)]
+    assert run_cli("sync", *common).exit_code == 0
+    assert seen == ["wal"]
+    assert journal_mode(database) == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.db", "mirror.db.lock"]
+
+    # A reader that is still connected at the end (it reads from the stand-in's thread).
+    reader.append(sqlite3.connect(database, check_same_thread=False))
+    standin.state.listing_pages = 0
+    assert run_cli("sync", *common).exit_code == 0
+    assert seen == ["wal", "wal"]
+    assert journal_mode(database) == "wal"
+    assert reader[0].execute("SELECT count(*) FROM images").fetchone() == (2000,)
+    reader[0].close()
+    standin.state.listing_pages = 0
+    assert run_cli("sync", *common).exit_code == 0
+    assert journal_mode(database) == "delete"
+
+
+@contextmanager
+def as_a_user_who_may_not_write(*files: Path) -> Iterator[None]:
+    """The block runs as a user who may not write `files` (their directory stays open to
+    all). As root, effective user nobody, the files staying root's: the one-`sudo`-run case.
+    Otherwise the files lose their write bits, which their owner meets the same way."""
+    if os.geteuid() != 0:
+        for file in files:
+            file.chmod(0o444)
+        try:
+            yield
+        finally:
+            for file in files:
+                file.chmod(0o644)
+        return
+    with as_user("nobody"):
+        yield
+
+
+@contextmanager
+def as_user(name: str) -> Iterator[None]:
+    """The block runs with the effective user and group of `name` (root only). What the CLI
+    imports lazily is imported already: the interpreter's own files may be root's alone."""
+    if os.geteuid() != 0:
+        pytest.skip("acting as other users needs root")
+    import pwd
+
+    user = pwd.getpwnam(name)
+    os.setegid(user.pw_gid)
+    os.seteuid(user.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def open_directory() -> Iterator[Path]:
+    """A directory any user may write in, on a path any user may walk (tmp_path's parents
+    are root's alone when root runs the tests)."""
+    directory = Path(tempfile.mkdtemp(prefix="mirror-shared-"))
+    directory.chmod(0o777)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_a_mirror_this_user_may_not_write_is_refused_before_any_request(
+    standin: StandIn, open_directory: Path
+) -> None:
+    """A mirror made by one `sudo` run, synced by cron's user after: before, the run sent its
+    first requests, then failed on SQLite's bare `attempt to write a readonly database`. Now
+    it names the file, its owner and mode, before any request, and leaves nothing behind."""
+    database = open_directory / "mirror.db"
+    url = f"sqlite:///{database}"
+    synced = run_cli("sync", *new_ids(2), "--base-url", standin.url, "--database-url", url)
+    assert synced.exit_code == 0, synced.output
+    (open_directory / "mirror.db.lock").unlink()  # here the lock file is not in the way
+    files = sorted(os.listdir(open_directory))
+    with as_a_user_who_may_not_write(database):
+        for command in (
+            ["sync", *new_ids(1), "--base-url", standin.url],
+            ["sync", "--unfinished", "--base-url", standin.url],  # the engine's way in
+            ["db", "upgrade"],
+            ["db", "downgrade", "0004"],
+        ):
+            result = run_cli(*command, "--database-url", url)
+            assert result.exit_code == 3, (command, result.output)
+            assert f"cannot write the database {url}: {database} belongs to " in result.stderr
+            assert "and this user (" in result.stderr and ") may not write it" in result.stderr
+        reading = run_cli("status", "--database-url", url, "--json")  # reading is fine
+    assert reading.exit_code == 0, reading.output
+    assert sorted(os.listdir(open_directory)) == files
+    assert standin.state.total_requests == 2
+    assert scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images") == 2
+
+
+def test_a_reader_of_another_user_leaves_nothing_that_stops_the_next_sync(
+    standin: StandIn, open_directory: Path
+) -> None:
+    """Cron's user writes the mirror, an analyst reads it, in a directory both may write.
+    In WAL mode the analyst, who may not write the database, could delete neither the -wal
+    nor the -shm file their read made, and every later sync of cron's user failed on them
+    (`attempt to write a readonly database`) until someone removed them."""
+    url = f"sqlite:///{open_directory / 'mirror.db'}"
+    common = ["--base-url", standin.url, "--database-url", url]
+    assert run_cli("sync", *new_ids(1), *common).exit_code == 0  # imports what sync needs
+    for file in open_directory.iterdir():
+        file.unlink()
+    with as_user("daemon"):
+        first = run_cli("sync", *new_ids(2), *common)
+    assert first.exit_code == 0, first.output
+    with as_user("nobody"):
+        reading = run_cli("status", "--database-url", url)
+    assert reading.exit_code == 0, reading.output
+    assert sorted(p.name for p in open_directory.iterdir()) == ["mirror.db", "mirror.db.lock"]
+    with as_user("daemon"):
+        second = run_cli("sync", *new_ids(2), *common)
+    assert second.exit_code == 0, second.output
+    assert scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images") == 4
+
+
+def test_a_lock_file_another_user_left_is_named_with_its_owner(
+    standin: StandIn, open_directory: Path
+) -> None:
+    database = open_directory / "mirror.db"
+    url = f"sqlite:///{database}"
+    assert (
+        run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url).exit_code
+        == 0
+    )
+    database.chmod(0o666)
+    lock = open_directory / "mirror.db.lock"
+    with as_a_user_who_may_not_write(lock):
+        result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
+    assert result.exit_code == 3, result.output
+    assert f"cannot open its lock file {lock}: Permission denied (it belongs to " in result.stderr
+    assert "when no sync runs, remove it or give it to this user" in result.stderr
+    assert standin.state.total_requests == 1
 
 
 def test_a_full_disk_stops_the_run_keeps_what_was_committed_and_the_next_run_repairs_it(
