@@ -100,10 +100,10 @@ def plain_sqlite_path(raw: str) -> str | None:
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_sqlite_path(path: Path, shown: str) -> None:
+def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
     """Before SQLite creates or opens anything: its directory must exist, and an existing
-    file must be a SQLite database (or empty). Raises DatabaseUnavailable naming the cause
-    (`shown`: the database as the user may see it)."""
+    file must be a SQLite database (or empty); `writing`: `check_sqlite_writable` too. Raises
+    DatabaseUnavailable naming the cause (`shown`: the database as the user may see it)."""
     directory = path.parent
     if not directory.is_dir():
         raise DatabaseUnavailable(
@@ -114,7 +114,7 @@ def check_sqlite_path(path: Path, shown: str) -> None:
         with path.open("rb") as file:
             header = file.read(_WAL_VERSION_AT + 2)
     except FileNotFoundError:
-        return
+        header = b""
     except IsADirectoryError:
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: {path} is a directory"
@@ -128,6 +128,8 @@ def check_sqlite_path(path: Path, shown: str) -> None:
             f"cannot use the database {shown}: {path} is not a SQLite database "
             "(file is not a database); nothing was changed"
         )
+    if writing:
+        check_sqlite_writable(path, shown)
     if _needs_shared_memory_file(path, header) and not _may_write(directory):
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: it is in WAL mode, and SQLite cannot open it "
@@ -141,7 +143,7 @@ _WAL_VERSION_AT = 18  # the header's file format write and read versions: 2 and 
 
 
 def check_sqlite_writable(path: Path, shown: str) -> None:
-    """Before a run that writes (after `check_sqlite_path`): this user may write the file, and
+    """Before a run that writes: this user may write the file, and
     create files in its directory (SQLite's -wal and -shm, the sync lock). Raises
     DatabaseUnavailable naming the owner to run as: a mirror made by root (one `sudo` run)
     and synced by cron's user otherwise fails at its first write, after the first requests,

@@ -34,7 +34,7 @@ from mirror.api import (
     TransportFactory,
 )
 from mirror.batch import SoFar
-from mirror.config import Redactor, check_sqlite_path, check_sqlite_writable
+from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, Interrupted, MirrorError
 from mirror.fetching import fetch_worker
@@ -96,9 +96,7 @@ class LateDatabase:
         code knows (for a dry run, which migrates nothing, the newest). Raises
         DatabaseUnavailable or SchemaMismatch before any request."""
         shown = f"sqlite:///{path}"
-        check_sqlite_path(Path(path), shown)
-        if not dry_run:
-            check_sqlite_writable(Path(path), shown)
+        check_sqlite_path(Path(path), shown, writing=not dry_run)
         refuse_unusable_sqlite_revision(Path(path), upgrade_allowed=not dry_run)
         return cls(Path(path), shown, open)
 

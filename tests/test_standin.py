@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -133,6 +134,7 @@ def test_a_fault_script_scripts_every_property_it_documents() -> None:
         "drop_mid_body": False, "body": "{}", "json": False, "extra": {"a": 1},
         "chunked": True, "close": False, "hangup": False,
     }  # fmt: skip
+    assert set(every) == {f.name for f in dataclasses.fields(Fault)}  # none left unchecked
     server.state.load_faults({"k": [every, {"json": None}]})
     assert server.state.faults == {"k": [Fault(**every), Fault()]}
 
