@@ -119,6 +119,11 @@ def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: {path} is a directory"
         ) from None
+    except PermissionError as exc:
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: {exc.strerror} ({path} {file_owner(path)}; "
+            f"this user is {current_user()})"
+        ) from None
     except OSError as exc:
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: {exc.strerror or exc}"
@@ -154,13 +159,21 @@ def check_sqlite_writable(path: Path, shown: str) -> None:
             f"cannot write the database {shown}: {directory} is on a file system mounted "
             "read-only; nothing was fetched or written"
         )
-    # SQLite's own files beside it too: a run of another user can leave them behind.
-    for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))):
+    if path.exists() and not _may_write(path):
+        raise DatabaseUnavailable(
+            f"cannot write the database {shown}: {path} {file_owner(path)}, and this user "
+            f"({current_user()}) may not write it: run autoenhance-mirror as its owner, or "
+            "give this user write access; nothing was fetched or written"
+        )
+    # SQLite's own files beside it, which another user's run or reader can leave behind.
+    for end in ("-wal", "-shm", "-journal"):
+        file = path.with_name(path.name + end)
         if file.exists() and not _may_write(file):
             raise DatabaseUnavailable(
-                f"cannot write the database {shown}: {file} {file_owner(file)}, and this user "
-                f"({current_user()}) may not write it: run autoenhance-mirror as its owner, or "
-                "give this user write access; nothing was fetched or written"
+                f"cannot write the database {shown}: SQLite's {file} {file_owner(file)}, and "
+                f"this user ({current_user()}) may not write it: another user's run or reader "
+                "left it; give it to this user, or remove it while nobody has the database "
+                "open; nothing was fetched or written"
             )
     if not _may_write(directory):
         raise DatabaseUnavailable(

@@ -1097,6 +1097,48 @@ def test_a_reader_of_another_user_leaves_nothing_that_stops_the_next_sync(
     assert scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images") == 4
 
 
+def test_files_other_users_left_or_keep_to_themselves_are_named_with_their_owners(
+    standin: StandIn, open_directory: Path
+) -> None:
+    """A mirror left in WAL mode (a killed sync) and read by another user, who may not write
+    it, keeps that reader's -wal and -shm: the next sync names them and what to do, before
+    any request. A file this user may not read at all is named with its owner and mode."""
+    database = open_directory / "mirror.db"
+    url = f"sqlite:///{database}"
+    common = ["--base-url", standin.url, "--database-url", url]
+    assert run_cli("sync", *new_ids(1), *common).exit_code == 0  # imports what sync needs
+    database.unlink()
+    (open_directory / "mirror.db.lock").unlink()
+    with as_user("daemon"):
+        assert run_cli("sync", *new_ids(2), *common).exit_code == 0
+        left_in_wal_mode = sqlite3.connect(database)
+        left_in_wal_mode.execute("PRAGMA journal_mode=WAL")
+        left_in_wal_mode.close()
+    with as_user("nobody"):
+        assert run_cli("status", "--database-url", url).exit_code == 0
+    assert sorted(p.name for p in open_directory.iterdir()) == [
+        "mirror.db", "mirror.db-shm", "mirror.db-wal", "mirror.db.lock"
+    ]  # fmt: skip
+    requests = standin.state.total_requests
+    with as_user("daemon"):
+        blocked = run_cli("sync", *new_ids(2), *common)
+    assert blocked.exit_code == 3, blocked.output
+    assert (
+        f"SQLite's {database}-wal belongs to nobody, mode 0644, and this user (daemon) may not "
+        "write it: another user's run or reader left it; give it to this user, or remove it "
+        "while nobody has the database open"
+    ) in blocked.stderr
+    assert standin.state.total_requests == requests
+
+    database.chmod(0o600)
+    with as_user("nobody"):
+        unreadable = run_cli("status", "--database-url", url)
+    assert unreadable.exit_code == 3
+    assert (
+        f"Permission denied ({database} belongs to daemon, mode 0600; this user is nobody)"
+    ) in unreadable.stderr
+
+
 def test_a_lock_file_another_user_left_is_named_with_its_owner(
     standin: StandIn, open_directory: Path
 ) -> None:
