@@ -48,8 +48,9 @@ class MirrorFigures:
 
 
 def check_metrics_path(raw: str) -> Path:
-    """Refuse, before the run, a path node_exporter would not read or we could not write."""
-    path = Path(raw)
+    """Refuse, before the run, a path node_exporter would not read or we could not write.
+    `~` is expanded, as in SQLite paths: cron does not expand it in a crontab's variables."""
+    path = Path(raw).expanduser()
     if path.suffix != ".prom":
         raise InputError(
             f"--metrics-file {raw}: node_exporter's textfile collector reads only *.prom files"

@@ -186,6 +186,22 @@ def test_a_path_node_exporter_would_not_read_is_exit_2_before_any_request(
     assert not (tmp_path / "m.db").exists()
 
 
+def test_a_tilde_in_the_variable_is_the_home_directory_as_cron_does_not_expand_it(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """`MIRROR_METRICS_FILE=~/metrics/mirror.prom` in a crontab reaches the tool unexpanded:
+    it was exit 2 (`the directory ~/metrics does not exist`) on every run."""
+    (tmp_path / "metrics").mkdir()
+    result = run_cli(
+        "sync", *new_ids(2), "--base-url", standin.url,
+        "--database-url", f"sqlite:///{tmp_path / 'm.db'}",
+        env={"HOME": str(tmp_path), "MIRROR_METRICS_FILE": "~/metrics/mirror.prom"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    samples = parse(tmp_path / "metrics" / "mirror.prom")
+    assert value(samples, "last_run_exit_code") == 0
+
+
 def test_a_file_that_cannot_be_written_is_a_warning_not_a_failed_run(
     standin: StandIn, tmp_path: Path
 ) -> None:
