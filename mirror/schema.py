@@ -34,10 +34,12 @@ def someone_elses_tables() -> SchemaMismatch:
 
 
 def outdated_revision(current: str) -> SchemaMismatch:
-    """What a dry run says of a mirror it may not migrate."""
+    """What a command that only reads (a dry run, `status`, `report`) says of a mirror it
+    may not migrate."""
     return SchemaMismatch(
-        f"the database schema is at {current!r}, older than {SCHEMA_HEAD!r}; "
-        "run `autoenhance-mirror db upgrade` first (a dry run writes nothing)"
+        f"the database schema is at {current!r}, older than {SCHEMA_HEAD!r}, and this command "
+        "only reads: run `autoenhance-mirror db upgrade` first, or a sync, which migrates it "
+        "by itself"
     )
 
 

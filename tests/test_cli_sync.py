@@ -421,6 +421,13 @@ def test_a_dry_run_refuses_an_older_schema_before_any_request(
     assert "autoenhance-mirror db upgrade" in result.stderr
     assert standin.state.total_requests == 0
     assert scalar(engine, "SELECT version_num FROM alembic_version") == older
+    for command in (["status"], ["report", "last-runs"]):  # they only read, too
+        refused = run_cli(*command, "--database-url", database_url)
+        assert refused.exit_code == 3
+        assert "and this command only reads: run `autoenhance-mirror db upgrade` first" in (
+            refused.stderr
+        )
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == older
 
 
 def test_ids_piped_on_stdin_are_read_once_and_fetched_once(
