@@ -112,14 +112,17 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-def open_engine(ctx: click.Context, raw_url: str, api_key: str | None = None) -> Engine:
-    """Parse the URL, remember its secrets for redaction, and create the engine."""
+def open_engine(
+    ctx: click.Context, raw_url: str, api_key: str | None = None, *, writing: bool = False
+) -> Engine:
+    """Parse the URL, remember its secrets for redaction, and create the engine (`writing`:
+    for a command that writes, refusing a SQLite file this user may not write)."""
     from mirror import db
 
     url = parse_database_url(raw_url)
     ctx.meta["redact"] = Redactor.for_run(api_key=api_key, database_url=url)
     ctx.meta["masked_url"] = masked(url)
-    engine = db.create_db_engine(url)
+    engine = db.create_db_engine(url, writing=writing)
     ctx.call_on_close(engine.dispose)
     return engine
 
@@ -389,13 +392,9 @@ def sync(
         )
         ctx.meta["masked_url"] = engine.shown
     else:
-        engine = open_engine(ctx, database_url, api_key)
+        engine = open_engine(ctx, database_url, api_key, writing=not dry_run)
         if only_selected:
             _refuse_selecting_from_nothing(engine, selection, older_than, with_parents)
-        if not dry_run:
-            from mirror import db
-
-            db.check_writable(engine)
     options = SyncOptions(
         api=ApiSettings(
             base_url=base_url,
@@ -605,8 +604,7 @@ def upgrade(ctx: click.Context, revision: str, database_url: str) -> None:
     from mirror import db
     from mirror.lock import sync_lock
 
-    engine = open_engine(ctx, database_url)
-    db.check_writable(engine)
+    engine = open_engine(ctx, database_url, writing=True)
     with sync_lock(engine):  # never beside a running sync (exit 75), nor a second migration
         db.upgrade(engine, revision)
     click.echo(f"{ctx.meta['masked_url']}: upgraded to {revision}")
@@ -627,9 +625,8 @@ def downgrade(ctx: click.Context, revision: str, database_url: str, yes: bool) -
     from mirror import db
     from mirror.lock import sync_lock
 
-    engine = open_engine(ctx, database_url)
+    engine = open_engine(ctx, database_url, writing=True)
     state = db.open_mirror(engine)
-    db.check_writable(engine)
     if db.drops_mirror(state, revision) and not yes:
         where = ctx.meta["masked_url"]
         question = f"this drops every mirrored image and run of {where}; go on?"
@@ -831,16 +828,14 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
         autoenhance-mirror demo
     """
     from mirror.api import ApiSettings
-    from mirror.db import check_writable
     from mirror.demo import DEMO_API_KEY, check_demo_database, demo_account
     from mirror.outcomes import exit_code_of
     from mirror.overview import build_overview, format_counts
     from mirror.standin import StandIn, StandInState
     from mirror.sync import SyncOptions
 
-    engine = open_engine(ctx, database_url)
+    engine = open_engine(ctx, database_url, writing=True)
     check_demo_database(engine, count)
-    check_writable(engine)
     state = StandInState(require_key=DEMO_API_KEY, account=demo_account(count))
     with StandIn(host="127.0.0.1", port=0, state=state) as server:
         click.echo(f"stand-in of the Autoenhance API on {server.url}")

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from mirror.config import Redactor, check_sqlite_path, check_sqlite_writable, masked
+from mirror.config import Redactor, check_sqlite_path, masked
 from mirror.errors import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -62,16 +62,17 @@ def migrations_path() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
-def create_db_engine(url: URL) -> Engine:
+def create_db_engine(url: URL, *, writing: bool = False) -> Engine:
     """An engine for `url`; SQLite gets a busy timeout so readers never fail a sync.
 
     Raises InputError for a URL the driver rejects (say a SQLite URL with a host), and
-    DatabaseUnavailable for a SQLite file that cannot be one (`check_sqlite_file`).
+    DatabaseUnavailable for a SQLite file that cannot be one, or (`writing`: for a command
+    that writes) that this user may not write (`check_sqlite_file`).
     """
     # Checked here, before this process has any connection to the file: opening and closing
     # another descriptor of a SQLite database later would drop the POSIX locks that SQLite
     # holds on it (sqlite.org/howtocorrupt.html, 2.2).
-    check_sqlite_file(url)
+    check_sqlite_file(url, writing=writing)
     try:
         return _create_engine(url)
     except ArgumentError as exc:
@@ -158,19 +159,12 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def check_writable(engine: Engine) -> None:
-    """For a command that writes: `check_sqlite_writable` on a SQLite file (PostgreSQL's
+def check_sqlite_file(url: URL, *, writing: bool = False) -> None:
+    """`check_sqlite_path` for a SQLite URL (nothing to check for PostgreSQL, whose
     privileges are the server's to check: `_privilege_hint`)."""
-    path = sqlite_path(engine.url)
-    if path is not None:
-        check_sqlite_writable(path, masked(engine.url))
-
-
-def check_sqlite_file(url: URL) -> None:
-    """`check_sqlite_path` for a SQLite URL (nothing to check for PostgreSQL)."""
     path = sqlite_path(url)
     if path is not None:
-        check_sqlite_path(path, masked(url))
+        check_sqlite_path(path, masked(url), writing=writing)
 
 
 def sqlite_file_missing(url: URL) -> bool:

@@ -934,7 +934,17 @@ def test_a_user_who_may_not_write_beside_a_mirror_reads_it_between_syncs(
                 f"beside it, which this user may not do in {directory}: give this user write "
                 "access to that directory"
             ) in result.stderr, command
+        # Those that write are told what they lack for writing, on each way in.
+        for command in (
+            ["sync", *new_ids(1), "--base-url", standin.url],
+            ["sync", "--unfinished", "--base-url", standin.url],
+            ["db", "upgrade"],
+        ):
+            result = run_cli(*command, "--database-url", database)
+            assert result.exit_code == 3, (command, result.output)
+            assert f"cannot write the database sqlite:///{database}: " in result.stderr, command
     assert sorted(os.listdir(directory)) == files
+    assert standin.state.total_requests == 2
     # While another connection has it open (a sync running), its -shm exists: readable.
     holder = sqlite3.connect(database)
     holder.execute("SELECT count(*) FROM images").fetchall()
