@@ -135,12 +135,13 @@ def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
         )
     if writing:
         check_sqlite_writable(path, shown)
-    if _needs_shared_memory_file(path, header) and not _may_write(directory):
+    real = Path(os.path.realpath(path))  # SQLite keeps -shm beside the file a symlink names
+    if _needs_shared_memory_file(real, header) and not _may_write(real.parent):
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: it is in WAL mode, and SQLite cannot open it "
-            f"without creating {path.name}-shm beside it, which this user may not do in "
-            f"{directory}: give this user write access to that directory, or read a copy of "
-            "the file"
+            f"without creating {real.name}-shm beside it, which this user may not do in "
+            f"{real.parent}: give this user write access to that directory, or read a copy "
+            "of the file"
         )
 
 
@@ -152,7 +153,9 @@ def check_sqlite_writable(path: Path, shown: str) -> None:
     create files in its directory (SQLite's -wal and -shm, the sync lock). Raises
     DatabaseUnavailable naming the owner to run as: a mirror made by root (one `sudo` run)
     and synced by cron's user otherwise fails at its first write, after the first requests,
-    with SQLite's bare `attempt to write a readonly database`."""
+    with SQLite's bare `attempt to write a readonly database`. Through a symlink, SQLite
+    keeps its files beside the file it points to: that is the one checked."""
+    path = Path(os.path.realpath(path))
     directory = path.parent
     if _read_only_mount(directory):
         raise DatabaseUnavailable(

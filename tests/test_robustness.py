@@ -697,6 +697,30 @@ def test_the_sqlite_lock_holds_through_a_symlink(standin: StandIn, tmp_path: Pat
         process.communicate(timeout=60)
 
 
+def test_a_symlink_in_a_directory_this_user_may_not_write_is_written_through(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """SQLite keeps its -wal, -shm and journal beside the file a symlink names, and so does
+    the sync lock: only that directory must be writable, not the link's."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "mirror.db"
+    link.symlink_to(tmp_path / "data" / "mirror.db")
+    common = ["--base-url", standin.url, "--database-url", str(link)]
+    assert run_cli("sync", *new_ids(1), *common).exit_code == 0
+    with unwritable(tmp_path / "links"):
+        again = run_cli("sync", *new_ids(1), *common)
+        reading = run_cli("status", "--database-url", str(link))
+    assert again.exit_code == 0, again.output
+    assert reading.exit_code == 0, reading.output
+    assert (
+        scalar(
+            create_engine(f"sqlite:///{link}", poolclass=NullPool), "SELECT count(*) FROM images"
+        )
+        == 2
+    )
+
+
 def test_an_interrupted_first_migration_leaves_no_half_schema(
     standin: StandIn, tmp_path: Path
 ) -> None:
