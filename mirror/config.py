@@ -157,6 +157,11 @@ def check_sqlite_writable(path: Path, shown: str) -> None:
     keeps its files beside the file it points to: that is the one checked."""
     path = Path(os.path.realpath(path))
     directory = path.parent
+    if not directory.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot write the database {shown}: it is a symlink to {path}, in a directory "
+            "that does not exist"
+        )
     if _read_only_mount(directory):
         raise DatabaseUnavailable(
             f"cannot write the database {shown}: {directory} is on a file system mounted "

@@ -713,6 +713,15 @@ def test_a_symlink_in_a_directory_this_user_may_not_write_is_written_through(
         reading = run_cli("status", "--database-url", str(link))
     assert again.exit_code == 0, again.output
     assert reading.exit_code == 0, reading.output
+    dangling = tmp_path / "links" / "nowhere.db"
+    dangling.symlink_to(tmp_path / "gone" / "mirror.db")
+    refused = run_cli(
+        "sync", *new_ids(1), "--base-url", standin.url, "--database-url", str(dangling)
+    )
+    assert refused.exit_code == 3
+    assert f"it is a symlink to {tmp_path / 'gone' / 'mirror.db'}, in a directory that does" in (
+        refused.stderr
+    )
     assert (
         scalar(
             create_engine(f"sqlite:///{link}", poolclass=NullPool), "SELECT count(*) FROM images"
