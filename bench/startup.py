@@ -2,6 +2,9 @@
 
     python bench/startup.py              # 11 runs of each, medians
     python bench/startup.py --repeat 21
+    python bench/startup.py --postgres-url postgresql://bench:pw@127.0.0.1/bench_startup
+                                         # ... and a sync into an existing PostgreSQL mirror
+                                         # (its own database: the mirror is made there)
 
 Whole processes of the installed CLI, as cron starts them: `--help` and `--version` (exec to
 exit), then `sync` of one ID on a plain SQLite file, from exec to the stand-in receiving its
@@ -33,6 +36,7 @@ CLI = [sys.executable, "-m", "mirror"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     args = parser.parse_args()
     compile_installed_package()
     rows: list[tuple[str, str, list[float]]] = []
@@ -63,6 +67,16 @@ def main() -> None:
                 lambda _: to_first_request(standin, Path(scratch) / "none.db", "--dry-run"),
             ),
         ]
+        if args.postgres_url:
+            postgres: str = args.postgres_url
+            to_first_request(standin, postgres)  # the mirror the runs find
+            scenarios.append(
+                (
+                    "`sync ID`, an existing PostgreSQL mirror",
+                    "exec to first request",
+                    lambda _: to_first_request(standin, postgres),
+                )
+            )
         for i in range(args.repeat):  # interleaved, so a noisy moment touches them all
             for label, measure, scenario in scenarios:
                 seconds = scenario(i)
@@ -92,7 +106,7 @@ def first_sync(standin: StandIn, database: Path) -> float:
     return to_first_request(standin, database)
 
 
-def to_first_request(standin: StandIn, database: Path, *options: str) -> float:
+def to_first_request(standin: StandIn, database: Path | str, *options: str) -> float:
     """Seconds from exec to the stand-in's first request stamp of this run; checks the run."""
     with standin.state.lock:
         standin.state.times.clear()
