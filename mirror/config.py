@@ -102,7 +102,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
     """Before SQLite creates or opens anything: its directory must exist, and an existing
-    file must be a SQLite database (or empty); `writing`: `check_sqlite_writable` too. Raises
+    file must be a SQLite database (or empty); `writing`: `_check_writable` too. Raises
     DatabaseUnavailable naming the cause (`shown`: the database as the user may see it)."""
     directory = path.parent
     if not directory.is_dir():
@@ -133,9 +133,10 @@ def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
             f"cannot use the database {shown}: {path} is not a SQLite database "
             "(file is not a database); nothing was changed"
         )
+    # SQLite keeps its -wal, -shm and journal beside the file a symlink names.
+    real = Path(os.path.realpath(path))
     if writing:
-        check_sqlite_writable(path, shown)
-    real = Path(os.path.realpath(path))  # SQLite keeps -shm beside the file a symlink names
+        _check_writable(real, shown)
     if _needs_shared_memory_file(real, header) and not _may_write(real.parent):
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: it is in WAL mode, and SQLite cannot open it "
@@ -148,14 +149,12 @@ def check_sqlite_path(path: Path, shown: str, *, writing: bool = False) -> None:
 _WAL_VERSION_AT = 18  # the header's file format write and read versions: 2 and 2 in WAL mode
 
 
-def check_sqlite_writable(path: Path, shown: str) -> None:
-    """Before a run that writes: this user may write the file, and
+def _check_writable(path: Path, shown: str) -> None:
+    """Before a run that writes: this user may write the file `path` (symlinks resolved), and
     create files in its directory (SQLite's -wal and -shm, the sync lock). Raises
     DatabaseUnavailable naming the owner to run as: a mirror made by root (one `sudo` run)
     and synced by cron's user otherwise fails at its first write, after the first requests,
-    with SQLite's bare `attempt to write a readonly database`. Through a symlink, SQLite
-    keeps its files beside the file it points to: that is the one checked."""
-    path = Path(os.path.realpath(path))
+    with SQLite's bare `attempt to write a readonly database`."""
     directory = path.parent
     if not directory.is_dir():
         raise DatabaseUnavailable(

@@ -722,12 +722,7 @@ def test_a_symlink_in_a_directory_this_user_may_not_write_is_written_through(
     assert f"it is a symlink to {tmp_path / 'gone' / 'mirror.db'}, in a directory that does" in (
         refused.stderr
     )
-    assert (
-        scalar(
-            create_engine(f"sqlite:///{link}", poolclass=NullPool), "SELECT count(*) FROM images"
-        )
-        == 2
-    )
+    assert mirrored_images(f"sqlite:///{link}") == 2
 
 
 def test_an_interrupted_first_migration_leaves_no_half_schema(
@@ -841,12 +836,7 @@ def test_a_read_still_going_as_a_sync_starts_is_waited_for_then_exit_75(
     assert blocked.exit_code == 75, blocked.output
     assert "another process holds a lock on the database" in blocked.stderr
     assert "a read still going as a sync starts" in blocked.stderr
-    assert (
-        scalar(
-            create_engine(f"sqlite:///{path}", poolclass=NullPool), "SELECT count(*) FROM images"
-        )
-        == 4
-    )
+    assert mirrored_images(f"sqlite:///{path}") == 4
 
 
 def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
@@ -888,6 +878,11 @@ def test_sqlite_paths_that_cannot_be_used_say_why_and_create_nothing(
     assert words in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert standin.state.total_requests == 0
+
+
+def mirrored_images(url: str) -> int:
+    """The rows of `images` in the SQLite mirror at `url`, read by a connection of its own."""
+    return int(scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images"))
 
 
 @contextmanager
@@ -1112,7 +1107,7 @@ def test_a_mirror_this_user_may_not_write_is_refused_before_any_request(
     assert reading.exit_code == 0, reading.output
     assert sorted(os.listdir(open_directory)) == files
     assert standin.state.total_requests == 2
-    assert scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images") == 2
+    assert mirrored_images(url) == 2
 
 
 def test_a_reader_of_another_user_leaves_nothing_that_stops_the_next_sync(
@@ -1137,7 +1132,7 @@ def test_a_reader_of_another_user_leaves_nothing_that_stops_the_next_sync(
     with as_user("daemon"):
         second = run_cli("sync", *new_ids(2), *common)
     assert second.exit_code == 0, second.output
-    assert scalar(create_engine(url, poolclass=NullPool), "SELECT count(*) FROM images") == 4
+    assert mirrored_images(url) == 4
 
 
 def test_files_other_users_left_or_keep_to_themselves_are_named_with_their_owners(
