@@ -114,3 +114,21 @@ def mirrored_order_ids(connection: Connection) -> list[str]:
     orders = orders_table.c
     query = select(orders.order_id).where(orders.deleted_at.is_(None)).order_by(orders.order_id)
     return [str(order_id) for (order_id,) in connection.execute(query)]
+
+
+def images_of_deleted_orders(connection: Connection) -> list[str]:
+    """Mirrored images, not deleted, whose order is marked deleted. After the order's 404 each
+    was left to its own fetch; where that did not settle it (it failed, or the run stopped),
+    no listed order embeds it any more, so the listing's reconciliation checks it again."""
+    from sqlalchemy import select
+
+    from mirror.models import images_table, orders_table
+
+    images, orders = images_table.c, orders_table.c
+    deleted_orders = select(orders.order_id).where(orders.deleted_at.is_not(None))
+    query = (
+        select(images.image_id)
+        .where(images.deleted_at.is_(None), images.order_id.in_(deleted_orders))
+        .order_by(images.image_id)
+    )
+    return [str(image_id) for (image_id,) in connection.execute(query)]

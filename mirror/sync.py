@@ -54,7 +54,13 @@ from mirror.outcomes import (
 from mirror.payload import NOT_JSON
 from mirror.ratelimit import RateLimiter
 from mirror.schema import refuse_unusable_sqlite_revision
-from mirror.selections import Selection, mirrored_order_ids, missing_parent_ids, selected_ids
+from mirror.selections import (
+    Selection,
+    images_of_deleted_orders,
+    mirrored_order_ids,
+    missing_parent_ids,
+    selected_ids,
+)
 from mirror.writer import BATCH_SIZE, DeletionGuard, Writer
 
 if TYPE_CHECKING:  # imported by the run when it needs the database (see LateDatabase)
@@ -515,12 +521,15 @@ class _Run:
                     await self._pass(self._order_workers(iter(order_ids)) + listing)
                 if self.listing.complete and opening is not None:
                     await opening  # the reconciliation reads the mirror
+                stranded: list[str] = []
                 if self.listing.complete and self.engine is not None and not control.stopping:
-                    unlisted = await asyncio.to_thread(self._unlisted_orders)
+                    unlisted, stranded = await asyncio.to_thread(self._to_reconcile)
                     self.intake.planned(orders=len(unlisted))
                     await self._pass(self._order_workers(iter(unlisted)))
                 if not control.stopping:
-                    targets = self._image_targets(image_ids, filtered=orders_involved)
+                    targets = self._image_targets(
+                        image_ids, filtered=orders_involved, stranded=stranded
+                    )
                     await self._pass(self._image_workers(targets))
                 if self.options.with_parents and opening is not None:
                     await opening  # the parents are found in the mirror
@@ -603,17 +612,18 @@ class _Run:
         return self._workers(targets, self.intake.image)
 
     def _image_targets(
-        self, image_ids: Collection[str] | RequestedIds, *, filtered: bool
+        self, image_ids: Collection[str] | RequestedIds, *, filtered: bool, stranded: list[str]
     ) -> Iterator[Target]:
-        """The images given and selected, then those their orders no longer embed; when
-        orders were fetched, without the images they already brought."""
+        """The images given and selected, then those their orders no longer embed and those
+        of orders deleted earlier (`stranded`); when orders were fetched, without the images
+        they already brought."""
         plan = self.plan
         for image_id in image_ids:
             if filtered and not plan.first_image(image_id):
                 self.intake.planned(images=-1)  # counted with its order already
                 continue
             yield Target.image(image_id)
-        for image_id in self.writer.take_recheck():
+        for image_id in (*self.writer.take_recheck(), *stranded):
             if plan.first_image(image_id):
                 self.intake.planned(images=1)
                 yield Target.image(image_id)
@@ -634,13 +644,17 @@ class _Run:
 
     # --- reads of the mirror ----------------------------------------------------------------
 
-    def _unlisted_orders(self) -> list[str]:
+    def _to_reconcile(self) -> tuple[list[str], list[str]]:
+        """After a listing read to its end: the mirrored orders it did not return, and the
+        mirrored images of orders marked deleted that are not marked deleted themselves."""
         from mirror import db
 
         assert self.engine is not None
         with db.connect(self.engine) as connection:
             mirrored = mirrored_order_ids(connection)
-        return [order_id for order_id in mirrored if order_id not in self.plan.seen_orders]
+            stranded = images_of_deleted_orders(connection)
+        unlisted = [order_id for order_id in mirrored if order_id not in self.plan.seen_orders]
+        return unlisted, stranded
 
     def _missing_parents(self) -> list[str]:
         from mirror import db

@@ -249,6 +249,41 @@ def test_a_deleted_order_is_marked_and_its_images_are_checked_one_by_one(
     assert sorted(r["image_id"] for r in deleted) == sorted(gone_images)
 
 
+def test_an_image_of_a_deleted_order_that_could_not_be_checked_is_checked_by_the_next_run(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    """Found by a fault campaign: an order deleted upstream is marked deleted, and one of its
+    images cannot be fetched then (a dropped connection). No later `--all` fetched the order
+    (it is deleted) or the image (no listed order embeds it): it stayed in the mirror as live.
+    Now every `--all` whose listing reached its end checks such images again."""
+    assert sync(standin, database_url, "--all").exit_code == 0
+    order = next(o for o in account.orders.values() if len(o.image_ids) >= 2)
+    unlucky, *others = order.image_ids
+    account.delete_order(order.order_id)
+    standin.state.script(unlucky, Fault(drop=True))
+    first = summary_of(sync(standin, database_url, "--all", "--max-deletes", "40", "--json"))
+    assert first["status"] == "partial" and first["orders_deleted"] == 1
+    assert first["deleted"] == len(others) and first["failed"] == 1
+    assert [f["image_id"] for f in first["failures"]] == [unlucky]
+    live = "SELECT deleted_at IS NULL FROM images WHERE image_id = :i"
+    assert scalar(engine, live, i=unlucky)
+
+    pages = -(-len(account.orders) // 15)
+    for args in (["--dry-run"], []):
+        standin.state.reset()
+        summary = summary_of(sync(standin, database_url, "--all", "--json", *args))
+        assert summary["status"] == "succeeded", summary
+        assert summary["deleted"] == 1 and summary["orders_deleted"] == 0
+        adds_up(summary)
+        assert standin.state.requests[unlucky] == 1
+        assert summary["api_requests"] == pages + 1
+    assert not scalar(engine, live, i=unlucky)
+
+    standin.state.reset()
+    again = summary_of(sync(standin, database_url, "--all", "--json"))
+    assert again["deleted"] == 0 and standin.state.requests[unlucky] == 0
+
+
 def test_listing_drift_misses_nothing_and_deletes_nothing_wrongly(
     standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
 ) -> None:

@@ -9,7 +9,7 @@ from helpers import new_ids, run_cli
 from sqlalchemy import Engine, text
 
 from mirror.errors import InputError
-from mirror.selections import Selection, parse_duration, selected_ids
+from mirror.selections import Selection, images_of_deleted_orders, parse_duration, selected_ids
 from mirror.standin import StandIn
 
 
@@ -56,3 +56,33 @@ def test_the_selection_picks_unfinished_or_old_images_not_deleted(
         both = Selection(unfinished=True, older_than=timedelta(hours=1))
         assert sorted(selected_ids(connection, both, now=now)) == sorted(unfinished)
         assert list(selected_ids(connection, Selection(), now=now)) == []
+
+
+def test_images_of_deleted_orders_are_those_not_deleted_themselves(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(5)
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    assert run_cli("sync", *ids, *common).exit_code == 0
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        for order_id, deleted in (("gone", now), ("live", None)):
+            connection.execute(
+                text(
+                    "INSERT INTO orders (order_id, content_hash, first_synced_at, last_synced_at,"
+                    " last_changed_at, deleted_at, extra) VALUES (:o, 'x', :t, :t, :t, :d, '{}')"
+                ),
+                {"o": order_id, "t": now, "d": deleted},
+            )
+        # ids[0], ids[1]: of the deleted order; ids[1] deleted too; ids[2]: of the live one;
+        # ids[3]: of an order never mirrored; ids[4]: of none
+        for image_id, order_id in zip(ids, ["gone", "gone", "live", "unknown", None], strict=True):
+            connection.execute(
+                text("UPDATE images SET order_id = :o WHERE image_id = :i"),
+                {"o": order_id, "i": image_id},
+            )
+        connection.execute(
+            text("UPDATE images SET deleted_at = :t WHERE image_id = :i"), {"t": now, "i": ids[1]}
+        )
+    with engine.connect() as connection:
+        assert images_of_deleted_orders(connection) == [ids[0]]
