@@ -1,11 +1,13 @@
-"""`python -m mirror` and the console script: SIGTERM is made to act like Ctrl-C first, before
-the ~0.5 s of imports, so a signal during start-up still exits 130 rather than 143; and the
-cyclic garbage collector is tuned for a process that makes many short-lived objects."""
+"""`python -m mirror` and the console script: SIGINT and SIGTERM are noted from the first
+step, before the imports, so a signal during start-up still exits 130 (not 143, and not
+wherever it would land as KeyboardInterrupt: `mirror.interrupts`); and the cyclic garbage
+collector is tuned for a process that makes many short-lived objects."""
 
 from __future__ import annotations
 
 import gc
-import signal
+
+from mirror import interrupts
 
 # A sync makes and drops dicts by the million, almost none in a cycle (reference counting
 # frees them), yet the default young generation is walked every 700 of them, and survivors
@@ -16,12 +18,10 @@ GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    interrupts.defer()
     gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        from mirror.cli import main as cli_main
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    from mirror.cli import main as cli_main
+
     try:
         cli_main()
     finally:

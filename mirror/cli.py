@@ -7,7 +7,6 @@ import errno
 import functools
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from mirror import __version__
+from mirror import __version__, interrupts
 from mirror.config import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -60,17 +59,14 @@ class MirrorGroup(click.Group):
     stdout learns why there is no summary.
     """
 
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        # The subcommand's own words, before they are parsed: a bad option value fails in
-        # parsing, and its error must be JSON too when --json was asked for.
-        ctx.meta["as_json"] = "--json" in args
-        return super().resolve_command(ctx, args)
-
     def invoke(self, ctx: click.Context) -> Any:
+        # The subcommand's own words, before they are parsed: a bad option value fails in
+        # parsing, and a signal noted during start-up is raised before that; either's error
+        # must be JSON too when --json was asked for.
+        ctx.meta["as_json"] = "--json" in ctx.args
         try:
-            return super().invoke(ctx)
+            with interrupts.raised_while_running():
+                return super().invoke(ctx)
         except MirrorError as exc:
             redact: Redactor = ctx.meta.get("redact", Redactor())
             _fail(ctx, redact(str(exc)), exc.exit_code, as_json=_json_asked(ctx))
@@ -868,7 +864,7 @@ def demo(ctx: click.Context, database_url: str, count: int) -> None:
 
 def main() -> None:
     # SIGTERM (what cron and systemd send) behaves like Ctrl-C: a sync commits and exits 130.
-    # `mirror.__main__` installs this before importing anything heavy; again here for callers
-    # of `main` itself.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Until the command runs, both are only noted (`mirror.interrupts`); `mirror.__main__`
+    # does this before importing anything heavy, again here for callers of `main` itself.
+    interrupts.defer()
     cli(prog_name="autoenhance-mirror")

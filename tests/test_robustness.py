@@ -778,6 +778,56 @@ def test_sigterm_during_start_up_exits_130(tmp_path: Path) -> None:
     assert process.returncode == 130
 
 
+# Runs the console script's main after arranging a SIGTERM to itself at the first call of the
+# function named first on its command line: a signal that lands at that very moment.
+SIGTERM_AT = """
+import os, signal, sys
+moment = sys.argv.pop(1)
+def profile(frame, event, arg):
+    name = f"{frame.f_globals.get('__name__')}:{frame.f_code.co_qualname}"
+    if event == "call" and name == moment:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGTERM)
+sys.setprofile(profile)
+from mirror.__main__ import main
+try:
+    main()
+finally:
+    if sys.getprofile() is not None:
+        print(f"the moment {moment} never came", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        # an import defining a class (ipaddress's, which urllib.parse needs): Python 3.11
+        # wraps a KeyboardInterrupt raised there into a RuntimeError (a traceback, exit 1)
+        "functools:cached_property.__set_name__",
+        "enum:_proto_member.__set_name__",  # an import defining an Enum
+        # click parsing the command line, before the command: click said `Aborted!`, exit 1
+        "click.core:Command.make_context",
+        "mirror.cli:MirrorGroup.invoke",
+    ],
+)
+def test_sigterm_at_any_moment_of_start_up_exits_130_having_done_nothing(
+    moment: str, standin: StandIn, tmp_path: Path
+) -> None:
+    database = tmp_path / "m.db"
+    args = ["sync", *new_ids(3), "--base-url", standin.url, "--database-url", str(database)]
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT, moment, *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "error: interrupted\n"
+    assert json.loads(result.stdout)["exit_code"] == 130
+    assert standin.state.total_requests == 0
+    assert not database.exists()
+
+
 def _catches_sigterm(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()

@@ -1,0 +1,53 @@
+"""SIGINT and SIGTERM before a command can act on them: noted, and raised when it starts.
+
+Raised as KeyboardInterrupt in the middle of the start-up's imports, a signal lands wherever
+the interpreter is: a library's bare `except` may swallow it (the process then runs on), and
+Python 3.11 turns one raised in a class body's `__set_name__` into a RuntimeError (a
+traceback, exit 1); raised while click parses the command line, click prints `Aborted!` and
+exits 1. SIGTERM at random moments of a sync's first 0.13 s did one of these about once in a
+hundred. So until a command runs, a signal is only noted; the command raises it as it starts
+(exit 130, nothing done), and a sync then turns SIGINT and SIGTERM into its own handling.
+Kept free of imports beyond the standard library's smallest: `mirror.__main__` needs it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_noted: list[int] = []
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    _noted.append(signum)
+
+
+def defer() -> None:
+    """From now until a command starts, SIGINT and SIGTERM are only noted."""
+    for sig in SIGNALS:
+        signal.signal(sig, _note)
+
+
+@contextlib.contextmanager
+def raised_while_running() -> Iterator[None]:
+    """While a command runs, SIGINT and SIGTERM raise KeyboardInterrupt, and one noted before
+    it is raised at once; the handlers are put back as they were afterwards (noting again,
+    after a command of the console script: its work is done, its exit code stands)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; an embedding program handles its own
+        return
+    previous = [(sig, signal.getsignal(sig)) for sig in SIGNALS]
+    for sig in SIGNALS:
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        if _noted:
+            _noted.clear()
+            raise KeyboardInterrupt
+        yield
+    finally:
+        for sig, handler in previous:
+            signal.signal(sig, handler)
