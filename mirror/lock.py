@@ -108,8 +108,8 @@ def _file_holder(handle: IO[str]) -> str:
         return "another process"
 
 
-def held_message(holder: str) -> str:
+def held_message(holder: str, mirror: str = "this database") -> str:
     return (
-        f"another sync is running against this database: {holder}; "
+        f"another sync is running against {mirror}: {holder}; "
         "nothing was done, try again when it has finished"
     )

@@ -3,10 +3,15 @@
 Released when the connection closes, however the process ends. That session can also end
 under a live run (a server restart, `pg_terminate_backend`): `ensure_held` checks before every
 commit and takes the lock again, or stops the run if another sync has it.
+
+Advisory locks belong to a database, a mirror to the schema its tables are in (the first of
+`search_path`): two mirrors in two schemas of one database (two accounts on a hosted plan with
+one database) each have a key of their own, so their cron jobs do not exclude each other.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -18,8 +23,17 @@ from mirror.db import APPLICATION_NAME, describe_db_error
 from mirror.errors import DatabaseUnavailable, LockHeld
 from mirror.lock import HeldLock, held_message
 
-# pg_try_advisory_lock takes a bigint: a fixed key that names this application.
+# pg_try_advisory_lock takes a bigint: a fixed key that names this application, for a mirror
+# in the `public` schema (the key of every earlier version), one derived from it for another.
 ADVISORY_LOCK_KEY = 0x6175746F656E68  # "autoenh"
+
+
+def lock_key(schema: str | None) -> int:
+    """The advisory lock's key for a mirror whose tables are in `schema`."""
+    if schema in (None, "public"):
+        return ADVISORY_LOCK_KEY
+    digest = hashlib.blake2b(f"{ADVISORY_LOCK_KEY}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # a positive bigint
 
 
 class _AdvisoryLock(HeldLock):
@@ -28,18 +42,24 @@ class _AdvisoryLock(HeldLock):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: Connection | None = None
+        self._key = ADVISORY_LOCK_KEY
 
     def acquire(self) -> None:
         """Take the lock on a new session; raises LockHeld if another session has it."""
         connection = self._engine.connect()
         try:
             connection.execute(text(f"SET application_name = '{APPLICATION_NAME} (lock)'"))
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            self._key = lock_key(schema)
             acquired = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
             ).scalar_one()
             connection.commit()
             if not acquired:
-                raise LockHeld(held_message(_postgres_holder(connection)))
+                holder = _postgres_holder(connection, self._key)
+                if schema in (None, "public"):
+                    raise LockHeld(held_message(holder))
+                raise LockHeld(held_message(holder, f"the mirror in schema {schema}"))
         except BaseException:
             connection.close()
             raise
@@ -74,7 +94,7 @@ class _AdvisoryLock(HeldLock):
         if connection is None:
             return
         try:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
             connection.commit()
         except SQLAlchemyError:
             connection.invalidate()  # closing the session releases the lock anyway
@@ -95,7 +115,7 @@ def advisory_lock(engine: Engine) -> Iterator[HeldLock]:
         held.release()
 
 
-def _postgres_holder(connection: Connection) -> str:
+def _postgres_holder(connection: Connection, key: int) -> str:
     row = connection.execute(
         text(
             "SELECT a.pid, a.client_addr, a.backend_start, a.application_name "
@@ -104,7 +124,7 @@ def _postgres_holder(connection: Connection) -> str:
             "(SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
         ),
-        {"key": ADVISORY_LOCK_KEY},
+        {"key": key},
     ).first()
     connection.commit()
     if row is None:

@@ -626,6 +626,47 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_mirrors_in_two_schemas_of_one_database_sync_side_by_side(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """Two accounts, one database (`search_path` picks each mirror's schema): a sync into one
+    schema used to be refused (exit 75, nothing done) while the other's ran, as the lock key
+    was one per database; two cron jobs at the same minute then left one mirror stale."""
+    admin = create_engine(parse_database_url(postgres_url))
+    with admin.begin() as connection:
+        for schema in ("account_a", "account_b"):
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url_a, url_b = (
+        f"{postgres_url}?options=-csearch_path%3D{s}" for s in ("account_a", "account_b")
+    )
+    try:
+        process = _sync_of_80_running(standin, url_a)
+        try:
+            beside = run_cli(
+                "sync", *new_ids(3), "--base-url", standin.url, "--database-url", url_b
+            )
+            assert beside.exit_code == 0, beside.output
+            same = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", url_a)
+            assert same.exit_code == 75, same.output
+            assert (
+                "another sync is running against the mirror in schema account_a: run 1 (pid"
+                in same.stderr
+            )
+            _stdout, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, stderr
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=30)
+        counted = "SELECT count(*) FROM {}.images"
+        assert scalar(admin, counted.format("account_a")) == 80
+        assert scalar(admin, counted.format("account_b")) == 3
+        assert not scalar(admin, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        admin.dispose()
+
+
 def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url: str) -> None:
     from mirror import db, store
 
