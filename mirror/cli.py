@@ -496,6 +496,7 @@ def _run_sync(
             on_warning=warn,
         )
     finally:
+        interrupts.defer()  # the run is over and recorded: what is said of it stands
         progress.close()
 
 

@@ -27,9 +27,13 @@ def _note(signum: int, frame: FrameType | None) -> None:
 
 
 def defer() -> None:
-    """From now until a command starts, SIGINT and SIGTERM are only noted."""
-    for sig in SIGNALS:
-        signal.signal(sig, _note)
+    """From now on, until a command starts, SIGINT and SIGTERM are only noted. Also called
+    once a sync is over and recorded: raised while it is told, one would add `error:
+    interrupted` and exit 130 to the summary of a run that finished (two JSON objects with
+    --json)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _note)
 
 
 @contextlib.contextmanager

@@ -855,18 +855,40 @@ def test_sigterm_at_any_moment_of_start_up_exits_130_having_done_nothing(
     moment: str, standin: StandIn, tmp_path: Path
 ) -> None:
     database = tmp_path / "m.db"
-    args = ["sync", *new_ids(3), "--base-url", standin.url, "--database-url", str(database)]
-    result = subprocess.run(
-        [sys.executable, "-c", SIGTERM_AT, moment, *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _sync_signalled_at(moment, standin, database)
     assert result.returncode == 130, result.stderr
     assert result.stderr == "error: interrupted\n"
     assert json.loads(result.stdout)["exit_code"] == 130
     assert standin.state.total_requests == 0
     assert not database.exists()
+
+
+@pytest.mark.parametrize("moment", ["mirror.cli:_print_summary", "click.core:Context.exit"])
+def test_sigterm_once_a_run_is_over_leaves_its_summary_and_exit_code(
+    moment: str, standin: StandIn, tmp_path: Path
+) -> None:
+    """Raised as the summary was printed, the signal added `error: interrupted` and exit 130
+    to a run that had finished and was recorded as such (and a second JSON object)."""
+    database = tmp_path / "m.db"
+    result = _sync_signalled_at(moment, standin, database)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    assert scalar(create_engine(f"sqlite:///{database}"), "SELECT status FROM sync_runs") == (
+        "succeeded"
+    )
+
+
+def _sync_signalled_at(
+    moment: str, standin: StandIn, database: Path
+) -> subprocess.CompletedProcess[str]:
+    args = ["sync", *new_ids(3), "--base-url", standin.url, "--database-url", str(database)]
+    return subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT, moment, *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _catches_sigterm(pid: int) -> bool:
