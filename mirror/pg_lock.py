@@ -57,9 +57,9 @@ class _AdvisoryLock(HeldLock):
             connection.commit()
             if not acquired:
                 holder = _postgres_holder(connection, self._key)
-                if schema in (None, "public"):
-                    raise LockHeld(held_message(holder))
-                raise LockHeld(held_message(holder, f"the mirror in schema {schema}"))
+                own_key = self._key != ADVISORY_LOCK_KEY
+                mirror = f"the mirror in schema {schema}" if own_key else "this database"
+                raise LockHeld(held_message(holder, mirror))
         except BaseException:
             connection.close()
             raise
