@@ -57,3 +57,9 @@ def test_help_and_version_import_no_database_library() -> None:
         [sys.executable, "-m", "mirror", "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("autoenhance-mirror, version ")
+
+
+def test_the_readmes_module_map_names_every_module() -> None:
+    readme = (REPO / "README.md").read_text()
+    modules = sorted(p.name for p in (REPO / "mirror").glob("*.py") if p.name != "__init__.py")
+    assert [name for name in modules if f"`{name}`" not in readme] == []
