@@ -494,6 +494,36 @@ def test_all_with_unfinished_fetches_no_embedded_image_again(
     assert standin.state.paths == {"GET /v3/orders/": summary["api_requests"]}
 
 
+def test_all_with_older_than_rechecks_only_the_images_no_listed_order_brings(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
+) -> None:
+    """The README's cron line. Images synced by ID before `--all` whose order was deleted
+    before the mirror knew it, and parents outside the account's orders, are in no listed
+    order and under no mirrored order: `--all` alone never looks at them again (found by a
+    fault campaign). `--older-than` picks them, as `--all` refreshes every image it lists."""
+    gone_order, kept_order = list(account.orders)[:2]
+    gone_images = list(account.orders[gone_order].image_ids)
+    kept_image = account.orders[kept_order].image_ids[0]
+    assert sync(standin, database_url, *gone_images, kept_image).exit_code == 0
+    account.delete_order(gone_order)
+    pages = -(-len(account.orders) // 15)
+
+    alone = summary_of(sync(standin, database_url, "--all", "--json"))
+    assert alone["api_requests"] == pages and alone["deleted"] == 0
+    stale = "SELECT count(*) FROM images WHERE deleted_at IS NULL AND order_id = :o"
+    assert scalar(engine, stale, o=gone_order) == len(gone_images)
+
+    standin.state.reset()
+    args = ["--all", "--older-than", "0s", "--max-deletes", "40", "--json"]
+    summary = summary_of(sync(standin, database_url, *args))
+    assert summary["status"] == "succeeded", summary
+    assert summary["deleted"] == len(gone_images)
+    assert summary["api_requests"] == pages + len(gone_images)
+    assert standin.state.requests[kept_image] == 0  # it came with its order
+    adds_up(summary)
+    assert scalar(engine, stale, o=gone_order) == 0
+
+
 def test_a_next_offset_inside_an_order_does_not_mislead_the_listing(
     standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
 ) -> None:
