@@ -876,9 +876,8 @@ def test_sigterm_once_a_run_is_over_leaves_its_summary_and_exit_code(
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert json.loads(result.stdout)["status"] == "succeeded"
-    assert scalar(create_engine(f"sqlite:///{database}"), "SELECT status FROM sync_runs") == (
-        "succeeded"
-    )
+    engine = create_engine(f"sqlite:///{database}", poolclass=NullPool)
+    assert scalar(engine, "SELECT status FROM sync_runs") == "succeeded"
 
 
 def _sync_signalled_at(
