@@ -36,6 +36,16 @@ def defer() -> None:
             signal.signal(sig, _note)
 
 
+def ignore() -> None:
+    """Once the command is over and its output written: SIGINT and SIGTERM are ignored while
+    Python tears the process down. Python resets its own handlers to the default there, and a
+    SIGTERM in those last milliseconds killed a process whose work was done (exit 143). An
+    ignored signal is left as it is."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def raised_while_running() -> Iterator[None]:
     """While a command runs, SIGINT and SIGTERM raise KeyboardInterrupt, and one noted before

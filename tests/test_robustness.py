@@ -880,6 +880,31 @@ def test_sigterm_once_a_run_is_over_leaves_its_summary_and_exit_code(
     assert scalar(engine, "SELECT status FROM sync_runs") == "succeeded"
 
 
+def test_sigterms_after_the_summary_leave_the_exit_code_of_the_run(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Python puts SIGTERM back to its default as it tears itself down: a SIGTERM in those
+    last milliseconds killed a process whose work was done and told (exit 143 from a shell;
+    28 of 60 sent 0-27 ms after a summary line). One every millisecond from the summary line
+    on, until the process is gone, covers the whole of that window."""
+    database = tmp_path / "m.db"
+    process = start_cli(
+        "sync", *new_ids(2), "--base-url", standin.url, "--database-url", str(database)
+    )
+    assert process.stdout is not None
+    summary = process.stdout.readline()
+    sent = 0
+    while process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+            sent += 1
+        time.sleep(0.001)
+    _rest, stderr = process.communicate(timeout=30)
+    assert summary.startswith("synced 2 images: 2 new")
+    assert sent > 0
+    assert process.returncode == 0, stderr
+
+
 def _sync_signalled_at(
     moment: str, standin: StandIn, database: Path
 ) -> subprocess.CompletedProcess[str]:
