@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirror import interrupts
 from mirror.api import (
     BACKOFF_BASE,
     ApiSettings,
@@ -718,7 +719,7 @@ def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     installed: list[tuple[signal.Signals, Any]] = []
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in interrupts.SIGNALS:  # the ones the command raises before and after
             installed.append((sig, signal.getsignal(sig)))
             loop.add_signal_handler(sig, handler)
     try:
