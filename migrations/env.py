@@ -9,11 +9,12 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import mirror.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from mirror.config import DEFAULT_DATABASE_URL, parse_database_url
+from mirror.db import create_db_engine
 
 config = context.config
 if config.config_file_name is not None:
@@ -40,7 +41,7 @@ def run_migrations_online() -> None:
         run_migrations(connection)
         return
     url = parse_database_url(os.environ.get("MIRROR_DATABASE_URL") or DEFAULT_DATABASE_URL)
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_db_engine(url)  # as a sync makes it: `?pgbouncer=true` understood
     with engine.connect() as connection:
         run_migrations(connection)
     engine.dispose()

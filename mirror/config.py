@@ -27,6 +27,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 
 _POSTGRES_ALIASES = {"postgresql", "postgres"}
+POOLER_PARAMETER = "pgbouncer"  # ?pgbouncer=true: a PostgreSQL URL of a transaction pooler
 
 
 _URL_ADVICE = (
@@ -71,6 +72,13 @@ def parse_database_url(raw: str) -> URL:
             f"--database-url {shown}: the driver {url.drivername!r} is not installed; "
             "write plain postgresql://user:password@host/dbname (psycopg 3 is used)"
         ) from None
+    pooler = url.query.get(POOLER_PARAMETER)
+    if pooler is not None and (backend != "postgresql" or pooler not in ("true", "false")):
+        raise InputError(
+            f"--database-url {shown}: {POOLER_PARAMETER}={pooler} is not understood; "
+            f"add {POOLER_PARAMETER}=true to a postgresql:// URL that reaches the server through "
+            "a pooler in transaction mode"
+        )
     if backend == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or database.startswith("file::memory:"):

@@ -1,6 +1,6 @@
 """One sync at a time per database: a lock that dies with the process that holds it.
 
-PostgreSQL: a session advisory lock on a dedicated connection (`pg_lock.py`). SQLite: `flock`
+PostgreSQL: a transaction advisory lock on a dedicated connection (`pg_lock.py`). SQLite: `flock`
 on a file beside the database's real path (symlinks resolved), released by the kernel when
 the process dies; it needs no SQLAlchemy, so a sync can hold it before importing that.
 """

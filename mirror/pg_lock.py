@@ -1,8 +1,13 @@
-"""The PostgreSQL sync lock: a session advisory lock on a connection of its own.
+"""The PostgreSQL sync lock: a transaction advisory lock, in a transaction kept open for the run
+on a connection of its own.
 
-Released when the connection closes, however the process ends. That session can also end
-under a live run (a server restart, `pg_terminate_backend`): `ensure_held` checks before every
-commit and takes the lock again, or stops the run if another sync has it.
+Released when that transaction ends, or its connection closes, however the process ends. A
+transaction rather than a session holds it, as a pooler in transaction mode (pgbouncer, the
+"transaction" port of hosted services) keeps a client on one server session only for the length
+of a transaction: a session lock stayed behind on a pooled session after the run, and the next
+sync routed to that session took it again beside a running one. The session can also end under
+a live run (a server restart, `pg_terminate_backend`): `ensure_held` checks before every commit
+and takes the lock again, or stops the run if another sync has it.
 
 Advisory locks belong to a database, a mirror to the schema its tables are in (the first of
 `search_path`): two mirrors in two schemas of one database (two accounts on a hosted plan with
@@ -37,7 +42,7 @@ def lock_key(schema: str | None) -> int:
 
 
 class _AdvisoryLock(HeldLock):
-    """A session advisory lock on a connection of its own."""
+    """A transaction advisory lock, its transaction open on a connection of its own."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -45,16 +50,21 @@ class _AdvisoryLock(HeldLock):
         self._key = ADVISORY_LOCK_KEY
 
     def acquire(self) -> None:
-        """Take the lock on a new session; raises LockHeld if another session has it."""
+        """Take the lock in a new transaction, left open; raises LockHeld if another session
+        has it. The transaction touches no table, so it holds back neither migrations nor
+        vacuum."""
         connection = self._engine.connect()
         try:
             connection.execute(text(f"SET application_name = '{APPLICATION_NAME} (lock)'"))
+            # A server's timeout for idle transactions would end the lock's: not for this one.
+            connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             schema = connection.execute(text("SELECT current_schema()")).scalar_one()
             self._key = lock_key(schema)
+            # The key inline, an int: the portal of a bound parameter keeps its snapshot until
+            # the next statement, and held back vacuum's horizon meanwhile.
             acquired = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+                text(f"SELECT pg_try_advisory_xact_lock({self._key:d})")
             ).scalar_one()
-            connection.commit()
             if not acquired:
                 holder = _postgres_holder(connection, self._key)
                 own_key = self._key != ADVISORY_LOCK_KEY
@@ -69,9 +79,8 @@ class _AdvisoryLock(HeldLock):
         connection = self._connection
         if connection is not None:
             try:
-                # The lock lives as long as its session: a session that still answers holds it.
+                # The lock lives as long as its transaction: one that still answers holds it.
                 connection.execute(text("SELECT 1")).scalar_one()
-                connection.commit()
                 return None
             except SQLAlchemyError:
                 connection.invalidate()
@@ -94,8 +103,7 @@ class _AdvisoryLock(HeldLock):
         if connection is None:
             return
         try:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-            connection.commit()
+            connection.rollback()  # ends the transaction, and with it the lock
         except SQLAlchemyError:
             connection.invalidate()  # closing the session releases the lock anyway
         finally:

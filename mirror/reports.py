@@ -96,7 +96,7 @@ def run_report(
     bounds = {"since": (since or EARLIEST).isoformat(), "before": before.isoformat()}
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text("SET TIME ZONE 'UTC'"))  # this session only: UTC days
+            connection.execute(text("SET LOCAL TIME ZONE 'UTC'"))  # this transaction: UTC days
         result = connection.execute(text(report.statement_for(engine.dialect.name)), bounds)
         columns = list(result.keys())
         rows = [

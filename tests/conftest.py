@@ -195,6 +195,86 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     postgres_server.drop_database(url)
 
 
+@dataclass
+class Pooler:
+    """pgbouncer in transaction mode in front of the test server: what a hosted service's
+    "transaction" port is."""
+
+    port: int
+
+    def url_for(self, direct_url: str, *, switch: bool = False) -> str:
+        """`direct_url`, through the pooler; `switch`: saying so (`?pgbouncer=true`)."""
+        url = make_url(direct_url).set(host="127.0.0.1", port=self.port)
+        if switch:
+            url = url.update_query_dict({"pgbouncer": "true"})
+        return url.render_as_string(hide_password=False)
+
+
+def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
+    """pgbouncer on a free port, for every database of the server; (pooler, stop) or why not."""
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        return "no pgbouncer on this machine"
+    admin = make_url(admin_url)
+    base = Path(tempfile.mkdtemp(prefix="mirror-pgbouncer-"))
+    port = _free_port()
+    (base / "users.txt").write_text(f'"{admin.username}" "{admin.password}"\n')
+    (base / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={admin.host or '127.0.0.1'} port={admin.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = plain\nauth_file = {base / 'users.txt'}\n"
+        "pool_mode = transaction\n"
+        "server_idle_timeout = 1\n"  # a test's database can be dropped soon after
+    )
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            return "running as root and no runuser to start pgbouncer as another user"
+        prefix = [runuser, "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+        for name in ("users.txt", "pgbouncer.ini"):
+            shutil.chown(base / name, "postgres")
+    process = subprocess.Popen(
+        [*prefix, binary, str(base / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                stderr = process.communicate()[1].decode(errors="replace")
+                shutil.rmtree(base, ignore_errors=True)
+                return f"pgbouncer did not start: {stderr.strip()[-500:]}"
+            time.sleep(0.05)
+
+    def stop() -> None:
+        process.terminate()
+        process.communicate(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+
+    return Pooler(port), stop
+
+
+@pytest.fixture(scope="session")
+def pooler(postgres_server: PostgresServer) -> Iterator[Pooler]:
+    started = _start_pgbouncer(postgres_server.admin_url)
+    if isinstance(started, str):
+        if os.environ.get("PYTEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"pgbouncer is required here but: {started}")
+        pytest.skip(f"PostgreSQL pooler tests skipped: {started}")
+    pooler, stop = started
+    yield pooler
+    stop()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every storage test runs on both databases."""

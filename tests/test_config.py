@@ -39,6 +39,20 @@ def test_a_driver_that_is_not_installed_names_the_plain_form() -> None:
         parse_database_url("postgresql+psycopg2://u:hunter22@h/db")
 
 
+@pytest.mark.parametrize(
+    "raw", ["postgresql://u:hunter22@h/db?pgbouncer=1", "sqlite:///m.db?pgbouncer=true"]
+)
+def test_the_pooler_switch_is_true_or_false_on_a_postgresql_url(raw: str) -> None:
+    with pytest.raises(InputError, match="pgbouncer=true to a postgresql:// URL") as caught:
+        parse_database_url(raw)
+    assert "hunter22" not in str(caught.value)
+
+
+def test_the_pooler_switch_is_kept_for_the_engine_to_read() -> None:
+    url = parse_database_url("postgres://u@h/db?pgbouncer=true&sslmode=require")
+    assert url.query == {"pgbouncer": "true", "sslmode": "require"}
+
+
 @pytest.mark.parametrize("raw", ["sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:"])
 def test_in_memory_sqlite_is_refused(raw: str) -> None:
     with pytest.raises(InputError, match="in-memory"):
