@@ -1,5 +1,5 @@
-"""`python -m mirror` and the console script: SIGINT and SIGTERM are noted from the first
-step, before the imports, so a signal during start-up still exits 130 (not 143, and not
+"""`python -m mirror` and the console script: the signals that stop a run are noted from the
+first step, before the imports, so a signal during start-up still exits 130 (not 143, and not
 wherever it would land as KeyboardInterrupt: `mirror.interrupts`); and the cyclic garbage
 collector is tuned for a process that makes many short-lived objects."""
 

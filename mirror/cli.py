@@ -85,10 +85,22 @@ def _json_asked(ctx: click.Context) -> bool:
 
 
 def _fail(ctx: click.Context, message: str, exit_code: int, *, as_json: bool) -> None:
-    click.echo(f"error: {message}", err=True)
-    if as_json:
-        _json_error(message, exit_code)
+    with _unless_output_is_gone():
+        click.echo(f"error: {message}", err=True)
+        if as_json:
+            _json_error(message, exit_code)
     ctx.exit(exit_code)
+
+
+@contextlib.contextmanager
+def _unless_output_is_gone() -> Iterator[None]:
+    """What is said once the work is done, to a reader that stopped early (`| head`: EPIPE) or
+    a terminal that hung up (EIO, after SIGHUP): the exit code stays the work's own, not the 1
+    of a failed write (click's "partial" for a closed pipe, or a traceback)."""
+    try:
+        yield
+    except OSError:
+        _silence_closed_output()
 
 
 def _json_error(message: str, exit_code: int) -> None:
@@ -418,12 +430,8 @@ def sync(
         quiet=quiet,
         show_progress=not as_json,
     )
-    try:
+    with _unless_output_is_gone():  # the run is over and recorded
         _print_summary(summary, base_url=base_url, quiet=quiet, as_json=as_json)
-    except BrokenPipeError:
-        # Its reader stopped early (`| head`). The run is over and recorded: exit with its
-        # code, not the 1 ("partial") click gives a closed pipe.
-        _silence_closed_output()
     ctx.exit(exit_code_of(summary.status))
 
 
@@ -477,7 +485,8 @@ def _run_sync(
 ) -> SyncSummary:
     def warn(message: str) -> None:
         if not quiet:
-            click.echo(f"warning: {redact(message)}", err=True)
+            with contextlib.suppress(OSError):  # a terminal gone does not stop the run
+                click.echo(f"warning: {redact(message)}", err=True)
 
     from mirror.sync import sync_images
 
@@ -513,6 +522,10 @@ class _Progress:
 
     def start(self, total: int) -> None:
         """Called again when the run adds work (the parents of --with-parents)."""
+        with self._unless_terminal_gone():
+            self._start(total)
+
+    def _start(self, total: int) -> None:
         if self._bar is not None:
             if not self._open_ended:
                 self._bar.length = total
@@ -531,11 +544,22 @@ class _Progress:
 
     def advance(self, images: int) -> None:
         if self._bar is not None:
-            self._bar.update(images)
+            with self._unless_terminal_gone():
+                self._bar.update(images)
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+            with self._unless_terminal_gone():
+                self._bar.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def _unless_terminal_gone(self) -> Iterator[None]:
+        """A terminal that hung up (EIO after SIGHUP, which stops the run as SIGTERM does):
+        the bar stops, the run goes on to its end."""
+        try:
+            yield
+        except OSError:
+            self._bar = None
 
 
 def _no_length() -> Iterator[int]:

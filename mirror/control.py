@@ -15,7 +15,7 @@ from mirror.errors import MirrorError
 class RunControl:
     def __init__(self) -> None:
         self.fatal: MirrorError | None = None  # the first error that stopped the run
-        self.interrupted = False  # SIGINT/SIGTERM
+        self.interrupted = False  # SIGINT, SIGTERM or SIGHUP (interrupts.SIGNALS)
         self._in_flight: set[asyncio.Future[Any]] = set()
 
     @property

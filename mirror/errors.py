@@ -13,7 +13,7 @@
     │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
     ├── LockHeld                75: another sync holds the database's lock
     │   └── DatabaseBusy            another process held a SQLite lock past the timeout
-    └── Interrupted             130: SIGINT/SIGTERM, fetched work committed
+    └── Interrupted             130: SIGINT/SIGTERM/SIGHUP, fetched work committed
 
     InvalidPayload              one image's body is unusable: recorded as a failure, the run goes on
 

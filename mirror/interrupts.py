@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM before a command can act on them: noted, and raised when it starts.
+"""The signals that stop a run, before a command can act on them: noted, raised as it starts.
 
 Raised as KeyboardInterrupt in the middle of the start-up's imports, a signal lands wherever
 the interpreter is: a library's bare `except` may swallow it (the process then runs on), and
@@ -6,7 +6,7 @@ Python 3.11 turns one raised in a class body's `__set_name__` into a RuntimeErro
 traceback, exit 1); raised while click parses the command line, click prints `Aborted!` and
 exits 1. SIGTERM at random moments of a sync's first 0.13 s did one of these about once in a
 hundred. So until a command runs, a signal is only noted; the command raises it as it starts
-(exit 130, nothing done), and a sync then turns SIGINT and SIGTERM into its own handling.
+(exit 130, nothing done), and a sync then turns them into its own handling.
 Kept free of imports beyond the standard library's smallest: `mirror.__main__` needs it first.
 """
 
@@ -18,7 +18,10 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too (the terminal of an interactive run closed, an ssh session dropped), unless the
+# process started with it ignored: `nohup` asks for the run to outlive its terminal.
+_HANGUP = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, *_HANGUP)
 _noted: list[int] = []
 
 
@@ -27,7 +30,7 @@ def _note(signum: int, frame: FrameType | None) -> None:
 
 
 def defer() -> None:
-    """From now on, until a command starts, SIGINT and SIGTERM are only noted. Also called
+    """From now on, until a command starts, the signals are only noted. Also called
     once a sync is over and recorded: raised while it is told, one would add `error:
     interrupted` and exit 130 to the summary of a run that finished (two JSON objects with
     --json)."""
@@ -35,7 +38,7 @@ def defer() -> None:
 
 
 def ignore() -> None:
-    """Once the command is over and its output written: SIGINT and SIGTERM are ignored while
+    """Once the command is over and its output written: the signals are ignored while
     Python tears the process down. Python resets its own handlers to the default there, and a
     SIGTERM in those last milliseconds killed a process whose work was done (exit 143). An
     ignored signal is left as it is."""
@@ -44,7 +47,7 @@ def ignore() -> None:
 
 @contextlib.contextmanager
 def raised_while_running() -> Iterator[None]:
-    """While a command runs, SIGINT and SIGTERM raise KeyboardInterrupt, and one noted before
+    """While a command runs, the signals raise KeyboardInterrupt, and one noted before
     it is raised at once; the handlers are put back as they were afterwards (noting again,
     after a command of the console script: its work is done, its exit code stands)."""
     previous = _handle(signal.default_int_handler)

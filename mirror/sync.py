@@ -711,7 +711,8 @@ _Worker = Coroutine[Any, Any, None]
 
 @contextlib.contextmanager
 def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to `handler` while the event loop runs (main thread only).
+    """Route the signals that stop a run (`interrupts.SIGNALS`) to `handler` while the event
+    loop runs (main thread only).
 
     The handlers from before are put back afterwards: asyncio would leave SIGTERM at its
     default, and a SIGTERM just after the run would then kill the process (exit 143).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import random
 import shutil
 import signal
@@ -155,7 +156,7 @@ def test_a_killed_holder_does_not_block_the_next_sync(
 # --- signals ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_commits_what_was_fetched_and_exits_130(
     standin: StandIn, database_url: str, engine: Engine, sig: signal.Signals
 ) -> None:
@@ -183,6 +184,53 @@ def test_a_signal_commits_what_was_fetched_and_exits_130(
     stored = scalar(engine, "SELECT count(*) FROM images")
     assert stored == run["inserted"] == 40  # every answered request was committed
     assert run["requested"] - (run["inserted"] + run["failed"]) == 160  # never tried
+
+
+def test_a_run_whose_terminal_hangs_up_commits_what_was_fetched_and_exits_130(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Run by hand, its terminal closed (an ssh session dropped): SIGHUP killed it with the
+    batch in flight uncommitted; handled, writing the progress bar and the last words to the
+    terminal that was gone failed (EIO), a traceback and exit 1 instead of 130."""
+    ids = new_ids(200)
+    standin.state.latency = 0.05
+    for image_id in ids[40:]:
+        standin.state.script(image_id, Fault(delay=60))  # slow requests in flight
+    database = tmp_path / "mirror.db"
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        # setsid -c: a session of its own, with this pseudo-terminal as its controlling one
+        ["setsid", "-c", sys.executable, "-m", "mirror", "sync", *ids, "--concurrency", "4",
+         "--base-url", standin.url, "--database-url", str(database)],
+        stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    wait_for_requests(standin, 44)
+    time.sleep(0.3)
+    shown = os.read(leader, 65536)
+    assert b"syncing" in shown  # the progress bar is drawn on the terminal
+    os.close(leader)  # the terminal hangs up
+    assert process.wait(timeout=30) == 130
+    engine = create_engine(f"sqlite:///{database}")
+    [run] = rows(engine, "SELECT * FROM sync_runs")
+    assert run["status"] == "interrupted" and run["inserted"] == 40
+    assert scalar(engine, "SELECT count(*) FROM images") == 40
+    engine.dispose()
+
+
+def test_under_nohup_a_hangup_leaves_the_run_going(standin: StandIn, tmp_path: Path) -> None:
+    """`nohup` starts it with SIGHUP ignored, asking it to outlive its terminal: it does."""
+    standin.state.latency = 0.05
+    process = subprocess.Popen(
+        ["nohup", sys.executable, "-m", "mirror", "sync", *new_ids(80), "--concurrency", "2",
+         "--base-url", standin.url, "--database-url", str(tmp_path / "mirror.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for_requests(standin, 10)
+    process.send_signal(signal.SIGHUP)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "80 new" in stdout
 
 
 def _interrupted_after_the_first_page(
