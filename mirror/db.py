@@ -93,11 +93,62 @@ def _create_engine(url: URL) -> Engine:
         # is missing, or already there, on the server session of the next one. Elsewhere it
         # is kept: preparing saves the server 15 % of a CPU-bound sync.
         connect_args["prepare_threshold"] = None
-    return create_engine(
+    engine = create_engine(
         url.difference_update_query([POOLER_PARAMETER]),
         pool_pre_ping=True,  # a connection the server dropped is replaced, not used
         connect_args=connect_args,
     )
+    asked = search_path_asked(url)
+    if asked is not None:
+        event.listen(engine, "connect", _SearchPathCheck(asked, masked(url)))
+    return engine
+
+
+def search_path_asked(url: URL) -> str | None:
+    """The search_path that the URL's libpq `options` set, if any: `-csearch_path=a`,
+    `-c search_path=a` or `--search_path=a` (dashes in the name stand for underscores)."""
+    options = url.query.get("options")
+    if not isinstance(options, str):
+        return None
+    words = options.split()
+    for index, word in enumerate(words):
+        if word == "-c" and index + 1 < len(words):
+            setting = words[index + 1]
+        elif word.startswith(("-c", "--")):
+            setting = word[2:]
+        else:
+            continue
+        name, _, value = setting.partition("=")
+        if name.replace("-", "_").lower() == "search_path":
+            return value
+    return None
+
+
+class _SearchPathCheck:
+    """Each new session must have the search_path the URL asked for. A pooler that drops the
+    `options` startup parameter (pgbouncer's `ignore_startup_parameters = options`) left
+    `public` in its place without a word, and a sync meant for one schema's mirror wrote into
+    another's."""
+
+    def __init__(self, asked: str, shown: str) -> None:
+        self._asked = asked
+        self._shown = shown
+
+    def __call__(self, dbapi_connection: Any, _record: Any) -> None:
+        got = str(dbapi_connection.execute("SHOW search_path").fetchone()[0])
+        dbapi_connection.rollback()
+        if _schema_names(got) != _schema_names(self._asked):
+            raise DatabaseUnavailable(
+                f"cannot use the database {self._shown}: its options set search_path to "
+                f"{self._asked}, but the session has {got}: something between this tool and "
+                "the server (a pooler) dropped them, and the mirror would be another schema's. "
+                "Connect to the server itself, or give the role that search_path: ALTER ROLE "
+                f"... SET search_path = {self._asked}"
+            )
+
+
+def _schema_names(search_path: str) -> list[str]:
+    return [name.strip().strip('"') for name in search_path.split(",") if name.strip()]
 
 
 def behind_transaction_pooler(url: URL) -> bool:

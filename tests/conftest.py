@@ -227,6 +227,8 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
         f"auth_type = plain\nauth_file = {base / 'users.txt'}\n"
         "pool_mode = transaction\n"
         "server_idle_timeout = 1\n"  # a test's database can be dropped soon after
+        # What some set-ups do, for clients that send `options`: accepted, and dropped.
+        "ignore_startup_parameters = options\n"
     )
     prefix: list[str] = []
     if os.geteuid() == 0:  # pgbouncer refuses to run as root

@@ -128,3 +128,31 @@ def test_the_whole_account_syncs_through_the_pooler_with_every_statement_repeate
     assert scalar(direct, "SELECT count(*) FROM images") == 3000
     assert scalar(direct, "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'") == 2
     direct.dispose()
+
+
+def test_a_schema_the_pooler_drops_from_the_url_is_refused_before_anything_is_written(
+    standin: StandIn, postgres_url: str, pooler: Pooler
+) -> None:
+    """`options=-csearch_path=account_a` picks a mirror's schema (two accounts, one
+    database). A pooler that drops `options` left `public` instead: the sync wrote account
+    A's mirror into the public schema, and said nothing."""
+    direct = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    with direct.begin() as connection:
+        connection.execute(text("CREATE SCHEMA account_a"))
+    schema = "&options=-csearch_path%3Daccount_a"
+    ids = new_ids(3)
+    args = ("--base-url", standin.url, "--database-url")
+    refused = run_cli("sync", *ids, *args, pooler.url_for(postgres_url, switch=True) + schema)
+    assert refused.exit_code == 3, refused.output
+    assert (
+        'its options set search_path to account_a, but the session has "$user", public: '
+        "something between this tool and the server (a pooler) dropped them"
+    ) in refused.stderr
+    assert standin.state.total_requests == 0
+    tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = :schema"
+    assert scalar(direct, tables, schema="public") == 0
+    served = run_cli("sync", *ids, *args, postgres_url + schema.replace("&", "?"))
+    assert served.exit_code == 0, served.output
+    assert scalar(direct, "SELECT count(*) FROM account_a.images") == 3
+    assert scalar(direct, tables, schema="public") == 0
+    direct.dispose()
