@@ -89,6 +89,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _not_as_root(base: Path, server: str) -> list[str] | str:
+    """The command prefix that starts `server` as the postgres user when the tests run as root
+    (`base` and what is in it handed to that user), or why it cannot be started."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        return f"running as root and no runuser to start {server} as another user"
+    for path in [base, *base.iterdir()]:
+        shutil.chown(path, "postgres")
+    return [runuser, "-u", "postgres", "--"]
+
+
 def _start_throwaway_cluster() -> tuple[str, Any] | str:
     """Start a private PostgreSQL cluster; returns (admin URL, stop function) or why not."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -97,19 +110,13 @@ def _start_throwaway_cluster() -> tuple[str, Any] | str:
         return "no PostgreSQL server binaries (initdb) on this machine"
     bindir = Path(initdb).parent
     base = Path(tempfile.mkdtemp(prefix="mirror-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            return "running as root and no runuser to start PostgreSQL as another user"
-        prefix = [runuser, "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
     data, port = base / "data", _free_port()
     password = uuid.uuid4().hex
     pwfile = base / "pwfile"
     pwfile.write_text(password + "\n")
-    if prefix:
-        shutil.chown(pwfile, "postgres")
+    prefix = _not_as_root(base, "PostgreSQL")  # initdb refuses to run as root
+    if isinstance(prefix, str):
+        return prefix
     try:
         subprocess.run(
             [
@@ -230,15 +237,9 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
         # What some set-ups do, for clients that send `options`: accepted, and dropped.
         "ignore_startup_parameters = options\n"
     )
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            return "running as root and no runuser to start pgbouncer as another user"
-        prefix = [runuser, "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-        for name in ("users.txt", "pgbouncer.ini"):
-            shutil.chown(base / name, "postgres")
+    prefix = _not_as_root(base, "pgbouncer")  # pgbouncer refuses to run as root
+    if isinstance(prefix, str):
+        return prefix
     process = subprocess.Popen(
         [*prefix, binary, str(base / "pgbouncer.ini")],
         stdout=subprocess.DEVNULL,
