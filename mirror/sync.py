@@ -670,9 +670,10 @@ class _Run:
         return found
 
     def close(self, status: RunStatus, *, error: str | None = None) -> None:
-        """Record the run's end. After a database failure the connection may be back (a
-        restarted server): tried on fresh connections a few times, then given up quietly
-        (the original error is what the user needs to see)."""
+        """Record the run's end, on fresh connections a few times if it fails: the server
+        may have ended the session (a restart, a terminated session), or be back after the
+        failure that ended the run. Then given up quietly (after a failure, the original
+        error is what the user needs to see)."""
         if self.run_id is None or self.engine is None:
             return
         from sqlalchemy.exc import SQLAlchemyError
@@ -699,9 +700,10 @@ class _Run:
                 )
                 return
             except SQLAlchemyError:
-                if fatal is None or attempt == attempts - 1:
+                if attempt == attempts - 1:
                     return
-                self.engine.dispose()
+                # No dispose(): the pool replaces a dead connection as it lends it (pre-ping),
+                # and a new pool would orphan the lock's connection, checked out of the old.
                 time.sleep(CLOSE_RETRY_SECONDS)
 
 

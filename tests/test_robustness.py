@@ -646,6 +646,41 @@ def test_a_run_whose_lock_session_died_takes_the_lock_again(
 
 
 @pytest.mark.postgres
+def test_a_session_lost_as_the_run_is_recorded_is_replaced_and_the_run_recorded(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """The server ends the session that records a finished run (a restart, a terminated
+    session): the record was given up without a second try, and the run that had succeeded
+    stayed `running`, to be marked `interrupted` by the next one."""
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    with engine.begin() as connection:
+        # A sequence, as it is not rolled back with the transaction the kill ends: once only.
+        connection.execute(text("CREATE SEQUENCE kills"))
+        connection.execute(
+            text(
+                "CREATE FUNCTION end_own_session() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF nextval('kills') = 1 THEN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+                "END IF; RETURN NEW; END $$"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER end_own_session BEFORE UPDATE ON sync_runs FOR EACH ROW "
+                "WHEN (NEW.status <> 'running') EXECUTE FUNCTION end_own_session()"
+            )
+        )
+    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 0, result.output
+    assert scalar(engine, "SELECT last_value FROM kills") == 2  # killed once, then recorded
+    [run] = rows(engine, "SELECT status, inserted, finished_at FROM sync_runs")
+    assert run["status"] == "succeeded" and run["inserted"] == 3
+    assert run["finished_at"] is not None
+    engine.dispose()
+
+
+@pytest.mark.postgres
 def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
     standin: StandIn, postgres_url: str
 ) -> None:
