@@ -763,14 +763,21 @@ def _add_selection(
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
+    """`fn(engine, ...)`, its database errors as the tool's. A call whose session the server
+    ended before it answered (a restart, a terminated session) is made once more on a new
+    one: a run's start is not given up for it, as a commit of the run is not."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from mirror import db
 
-    try:
-        return fn(engine, **kwargs)
-    except SQLAlchemyError as exc:
-        raise db.database_error(engine.url, exc) from None
+    for attempt in range(2):
+        try:
+            return fn(engine, **kwargs)
+        except SQLAlchemyError as exc:
+            if attempt == 0 and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                continue
+            raise db.database_error(engine.url, exc) from None
+    raise AssertionError("the second try returns or raises")
 
 
 def _now() -> datetime:
