@@ -20,6 +20,7 @@ from mirror.errors import (
     FatalError,
     InputError,
     NoMirror,
+    SessionLost,
 )
 from mirror.schema import (
     SCHEMA_HEAD,
@@ -244,6 +245,8 @@ def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
     """The exception to raise for a database error: DatabaseBusy (exit 75) when another
     process held a SQLite lock past the busy timeout, else DatabaseUnavailable (3)."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return SessionLost(describe_db_error(url, exc))
     if is_sqlite_busy(url, exc):
         return DatabaseBusy(
             f"another process holds a lock on the database {masked(url)} "

@@ -7,6 +7,7 @@
     │   ├── ApiRedirected           the API answered a redirect: --base-url is not its address
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
+    │   │   └── SessionLost             the server ended the session under a statement
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
     │   ├── ListingRunaway          the order listing repeats a page token or never ends
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
@@ -49,6 +50,11 @@ class ApiUnreachable(FatalError):
 
 class DatabaseUnavailable(FatalError):
     pass
+
+
+class SessionLost(DatabaseUnavailable):
+    """A restart or a terminated session ended the connection under a statement, whose
+    transaction the server rolled back: a new session may well do it."""
 
 
 class SchemaMismatch(FatalError):

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror import interrupts
 from mirror.api import (
@@ -37,7 +37,7 @@ from mirror.api import (
 from mirror.batch import SoFar
 from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
-from mirror.errors import DatabaseBusy, Interrupted, MirrorError
+from mirror.errors import DatabaseBusy, Interrupted, MirrorError, SessionLost
 from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
 from mirror.intake import Intake, RunPlan
@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # imported by the run when it needs the database (see LateDat
 CLOSE_ATTEMPTS = 3
 CLOSE_RETRY_SECONDS = 1.0
 CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
+_T = TypeVar("_T")
 # This many failed connection attempts, with no answer from the API at all, means it is not
 # there (see api.Reachability).
 UNREACHABLE_AFTER = 3
@@ -389,11 +390,13 @@ def _open_now(
         if mirror is not None and options.selection:
             _add_selection(mirror, image_ids, options.selection)
         return mirror, None
-    db.ensure_schema(engine)
+    _again_if_session_lost(db.ensure_schema, engine)
     db.use_wal(engine)
     if options.selection:
         _add_selection(engine, image_ids, options.selection)
-    return engine, _db_call(engine, store.start_run, requested=len(image_ids), now=_now())
+    return engine, _again_if_session_lost(
+        _db_call, engine, store.start_run, requested=len(image_ids), now=_now()
+    )
 
 
 def _mirror_to_compare(engine: Engine) -> Engine | None:
@@ -574,9 +577,11 @@ class _Run:
         engine = late.open()
         if self.options.dry_run:
             return _mirror_to_compare(engine), None
-        db.ensure_schema(engine)
+        _again_if_session_lost(db.ensure_schema, engine)
         db.use_wal(engine)
-        return engine, _db_call(engine, store.start_run, requested=self.plan.images, now=_now())
+        return engine, _again_if_session_lost(
+            _db_call, engine, store.start_run, requested=self.plan.images, now=_now()
+        )
 
     # --- passes -----------------------------------------------------------------------------
 
@@ -763,21 +768,25 @@ def _add_selection(
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
-    """`fn(engine, ...)`, its database errors as the tool's. A call whose session the server
-    ended before it answered (a restart, a terminated session) is made once more on a new
-    one: a run's start is not given up for it, as a commit of the run is not."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from mirror import db
 
-    for attempt in range(2):
-        try:
-            return fn(engine, **kwargs)
-        except SQLAlchemyError as exc:
-            if attempt == 0 and isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                continue
-            raise db.database_error(engine.url, exc) from None
-    raise AssertionError("the second try returns or raises")
+    try:
+        return fn(engine, **kwargs)
+    except SQLAlchemyError as exc:
+        raise db.database_error(engine.url, exc) from None
+
+
+def _again_if_session_lost(step: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """A step of a run's opening (schema check or migration, the run's row) whose session the
+    server ended under it (a restart, a terminated session) is done once more on a new one:
+    each is one transaction, rolled back whole. A run is not given up for it at its start,
+    as it is not at a commit."""
+    try:
+        return step(*args, **kwargs)
+    except SessionLost:
+        return step(*args, **kwargs)
 
 
 def _now() -> datetime:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine, create_engine, insert, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
@@ -645,23 +645,34 @@ def test_a_run_whose_lock_session_died_takes_the_lock_again(
     assert "80 new" in stdout
 
 
+def _create_session_ender(connection: Connection) -> None:
+    """end_own_session(): ends the session that calls it, the first time only (the sequence
+    counts calls, as it is not rolled back with the transaction the end aborts)."""
+    connection.execute(text("CREATE SEQUENCE kills"))
+    connection.execute(
+        text(
+            "CREATE FUNCTION end_own_session() RETURNS boolean LANGUAGE plpgsql AS $$ "
+            "BEGIN IF nextval('kills') = 1 THEN "
+            "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+            "END IF; RETURN true; END $$"
+        )
+    )
+
+
 def _end_the_session_once_on(engine: Engine, event: str) -> None:
-    """A trigger on sync_runs that ends its own session the first time `event` fires (a
-    sequence counts, as it is not rolled back with the transaction the end aborts)."""
+    """A trigger on sync_runs that ends its own session the first time `event` fires."""
     with engine.begin() as connection:
-        connection.execute(text("CREATE SEQUENCE kills"))
+        _create_session_ender(connection)
         connection.execute(
             text(
-                "CREATE FUNCTION end_own_session() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN IF nextval('kills') = 1 THEN "
-                "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
-                "END IF; RETURN NEW; END $$"
+                "CREATE FUNCTION on_sync_runs() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN PERFORM end_own_session(); RETURN NEW; END $$"
             )
         )
         connection.execute(
             text(
                 f"CREATE TRIGGER end_own_session BEFORE {event} ON sync_runs FOR EACH ROW "
-                "EXECUTE FUNCTION end_own_session()"
+                "EXECUTE FUNCTION on_sync_runs()"
             )
         )
 
@@ -684,6 +695,30 @@ def test_a_session_lost_as_the_run_is_recorded_is_replaced(
     [run] = rows(engine, "SELECT status, inserted, finished_at FROM sync_runs")
     assert run["status"] == "succeeded" and run["inserted"] == 3
     assert run["finished_at"] is not None
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_session_lost_as_the_schema_is_checked_is_replaced(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """The same as a run starts, under the check of the schema's revision (exit 3 before)."""
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    with engine.begin() as connection:
+        _create_session_ender(connection)
+        # The revision, read through a view that ends the session the first time.
+        connection.execute(text("ALTER TABLE alembic_version RENAME TO alembic_version_kept"))
+        connection.execute(
+            text(
+                "CREATE VIEW alembic_version AS SELECT version_num FROM alembic_version_kept "
+                "WHERE end_own_session()"
+            )
+        )
+    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 0, result.output
+    assert scalar(engine, "SELECT last_value FROM kills") > 1  # ended once, then went through
+    assert scalar(engine, "SELECT count(*) FROM images") == 3
     engine.dispose()
 
 
