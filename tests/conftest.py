@@ -240,10 +240,9 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
     prefix = _not_as_root(base, "pgbouncer")  # pgbouncer refuses to run as root
     if isinstance(prefix, str):
         return prefix
+    log = (base / "log").open("wb")  # it logs every connection: a pipe nobody read would fill
     process = subprocess.Popen(
-        [*prefix, binary, str(base / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [*prefix, binary, str(base / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 10
     while True:
@@ -253,14 +252,17 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                stderr = process.communicate()[1].decode(errors="replace")
+                process.wait()
+                log.close()
+                said = (base / "log").read_text(errors="replace").strip()[-500:]
                 shutil.rmtree(base, ignore_errors=True)
-                return f"pgbouncer did not start: {stderr.strip()[-500:]}"
+                return f"pgbouncer did not start: {said}"
             time.sleep(0.05)
 
     def stop() -> None:
         process.terminate()
-        process.communicate(timeout=10)
+        process.wait(timeout=10)
+        log.close()
         shutil.rmtree(base, ignore_errors=True)
 
     return Pooler(port), stop
