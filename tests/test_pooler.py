@@ -3,16 +3,13 @@ only for one transaction, and the next one may get another. Real pgbouncer, real
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from conftest import Pooler
 from helpers import new_ids, run_cli, scalar
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+from test_robustness import start_cli
 
 from mirror.config import parse_database_url
 from mirror.db import create_db_engine, describe_db_error
@@ -20,16 +17,6 @@ from mirror.sample_account import SampleAccount
 from mirror.standin import StandIn
 
 pytestmark = pytest.mark.postgres
-
-
-def start_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mirror", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-    )
 
 
 def run_twelve_times_on_two_connections(url: str) -> None:
