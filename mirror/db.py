@@ -270,6 +270,8 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
         reason += _timeout_hint(url.username or "the role")
     elif sqlstate in PREPARED_STATEMENT_MISMATCH:
         reason += _pooler_hint()
+    elif "unsupported startup parameter: options" in reason:
+        reason += _options_hint()
     redact = Redactor.for_run(api_key=None, database_url=url)
     return redact(f"cannot use the database {masked(url)}: {reason}")
 
@@ -299,6 +301,16 @@ def _pooler_hint() -> str:
         " (a pooler in transaction mode between this tool and the server? then add "
         f"{POOLER_PARAMETER}=true to the URL's query, or connect to the server itself or to a "
         "pooler in session mode)"
+    )
+
+
+def _options_hint() -> str:
+    """pgbouncer's answer to `options` (a schema picked in the URL) unless told to drop them:
+    a pooler gives its server sessions to every client, so it cannot set one client's."""
+    return (
+        " (a pooler between this tool and the server, which does not pass options on: drop "
+        "them from the URL, and give the role its search_path instead: ALTER ROLE ... SET "
+        "search_path = ...)"
     )
 
 

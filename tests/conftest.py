@@ -217,8 +217,10 @@ class Pooler:
         return url.render_as_string(hide_password=False)
 
 
-def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
-    """pgbouncer on a free port, for every database of the server; (pooler, stop) or why not."""
+def _start_pgbouncer(admin_url: str, *, drops_options: bool) -> tuple[Pooler, Any] | str:
+    """pgbouncer on a free port, for every database of the server; (pooler, stop) or why not.
+    `drops_options`: accepts a client's `options` and drops them (what some set-ups do);
+    else it refuses them, its default."""
     binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
     if binary is None:
         return "no pgbouncer on this machine"
@@ -234,8 +236,7 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
         f"auth_type = plain\nauth_file = {base / 'users.txt'}\n"
         "pool_mode = transaction\n"
         "server_idle_timeout = 1\n"  # a test's database can be dropped soon after
-        # What some set-ups do, for clients that send `options`: accepted, and dropped.
-        "ignore_startup_parameters = options\n"
+        + ("ignore_startup_parameters = options\n" if drops_options else "")
     )
     prefix = _not_as_root(base, "pgbouncer")  # pgbouncer refuses to run as root
     if isinstance(prefix, str):
@@ -270,7 +271,18 @@ def _start_pgbouncer(admin_url: str) -> tuple[Pooler, Any] | str:
 
 @pytest.fixture(scope="session")
 def pooler(postgres_server: PostgresServer) -> Iterator[Pooler]:
-    started = _start_pgbouncer(postgres_server.admin_url)
+    """One that drops `options`."""
+    yield from _pooler(postgres_server, drops_options=True)
+
+
+@pytest.fixture(scope="session")
+def strict_pooler(postgres_server: PostgresServer) -> Iterator[Pooler]:
+    """One that refuses `options` (pgbouncer's default)."""
+    yield from _pooler(postgres_server, drops_options=False)
+
+
+def _pooler(postgres_server: PostgresServer, *, drops_options: bool) -> Iterator[Pooler]:
+    started = _start_pgbouncer(postgres_server.admin_url, drops_options=drops_options)
     if isinstance(started, str):
         if os.environ.get("PYTEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"pgbouncer is required here but: {started}")

@@ -143,3 +143,14 @@ def test_a_schema_the_pooler_drops_from_the_url_is_refused_before_anything_is_wr
     assert scalar(direct, "SELECT count(*) FROM account_a.images") == 3
     assert scalar(direct, tables, schema="public") == 0
     direct.dispose()
+
+
+def test_a_pooler_that_refuses_the_urls_options_is_named_with_what_to_do(
+    standin: StandIn, postgres_url: str, strict_pooler: Pooler
+) -> None:
+    url = strict_pooler.url_for(postgres_url, switch=True) + "&options=-csearch_path%3Da"
+    result = run_cli("sync", *new_ids(2), "--base-url", standin.url, "--database-url", url)
+    assert result.exit_code == 3, result.output
+    assert "unsupported startup parameter: options (a pooler between this tool" in result.stderr
+    assert "ALTER ROLE ... SET search_path" in result.stderr
+    assert standin.state.total_requests == 0
