@@ -64,8 +64,9 @@ def raised_while_running() -> Iterator[None]:
 # signal._HANDLER: typeshed's name for what signal.signal takes, for mypy only (annotations are
 # not evaluated here; importing typing for Any would delay the handlers by 9 ms of start-up).
 def _handle(handler: signal._HANDLER) -> list[tuple[signal.Signals, signal._HANDLER]]:
-    """Give both signals to `handler`; returns the handlers they had. Signals reach the main
-    thread only: elsewhere nothing changes (an embedding program handles its own)."""
+    """Give the signals (`SIGNALS`) to `handler`; returns the handlers they had. Signals
+    reach the main thread only: elsewhere nothing changes (an embedding program handles its
+    own)."""
     if threading.current_thread() is not threading.main_thread():
         return []
     previous = [(sig, signal.getsignal(sig)) for sig in SIGNALS]

@@ -9,7 +9,7 @@ from helpers import new_ids, run_cli, scalar
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
-from test_robustness import start_cli
+from test_robustness import sync_of_80_running
 
 from mirror.config import parse_database_url
 from mirror.db import create_db_engine, describe_db_error
@@ -61,14 +61,9 @@ def test_syncs_through_the_pooler_run_one_at_a_time_and_leave_no_lock(
     url = pooler.url_for(postgres_url, switch=True)
     direct = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
     assert run_cli("db", "upgrade", "--database-url", url).exit_code == 0
-    standin.state.latency = 0.05
     ids = new_ids(80)
-    first = start_cli(
-        "sync", *ids, "--concurrency", "2", "--base-url", standin.url, "--database-url", url
-    )
+    first = sync_of_80_running(standin, url, ids)
     try:
-        while len(standin.state.requests) < 10:
-            assert first.poll() is None, first.communicate()
         for _ in range(3):
             second = run_cli("sync", *new_ids(2), "--base-url", standin.url, "--database-url", url)
             assert second.exit_code == 75, second.output

@@ -620,11 +620,14 @@ def _terminate_lock_session(engine: Engine) -> int:
         )
 
 
-def _sync_of_80_running(standin: StandIn, url: str) -> subprocess.Popen[str]:
-    """A sync of 80 new images, slow enough to act on while it runs; returns once fetching."""
+def sync_of_80_running(
+    standin: StandIn, url: str, ids: list[str] | None = None
+) -> subprocess.Popen[str]:
+    """A sync of 80 new images (`ids`, else new ones), slow enough to act on while it runs;
+    returns once fetching."""
     standin.state.latency = 0.05
     process = start_cli(
-        "sync", *new_ids(80), "--concurrency", "2", "--base-url", standin.url,
+        "sync", *(ids or new_ids(80)), "--concurrency", "2", "--base-url", standin.url,
         "--database-url", url,
     )  # fmt: skip
     wait_for_requests(standin, 10)
@@ -636,7 +639,7 @@ def test_a_run_whose_lock_session_died_takes_the_lock_again(
     standin: StandIn, postgres_url: str
 ) -> None:
     engine = create_engine(parse_database_url(postgres_url))
-    process = _sync_of_80_running(standin, postgres_url)
+    process = sync_of_80_running(standin, postgres_url)
     assert _terminate_lock_session(engine) == 1
     stdout, stderr = process.communicate(timeout=60)
     engine.dispose()
@@ -727,7 +730,7 @@ def test_a_run_that_lost_its_lock_to_another_sync_stops_before_writing_more(
     standin: StandIn, postgres_url: str
 ) -> None:
     engine = create_engine(parse_database_url(postgres_url))
-    process = _sync_of_80_running(standin, postgres_url)
+    process = sync_of_80_running(standin, postgres_url)
     try:
         with engine.connect() as other:  # another sync, as far as the lock can tell
             assert _terminate_lock_session(engine) == 1
@@ -766,7 +769,7 @@ def test_mirrors_in_two_schemas_of_one_database_sync_side_by_side(
         f"{postgres_url}?options=-csearch_path%3D{s}" for s in ("account_a", "account_b")
     )
     try:
-        process = _sync_of_80_running(standin, url_a)
+        process = sync_of_80_running(standin, url_a)
         standin.state.latency = 0.2  # its remaining requests take 7 s: it outlasts both below
         try:
             same = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", url_a)
@@ -1499,7 +1502,7 @@ def test_a_run_stopped_by_a_database_failure_records_how_it_ended(
         parse_database_url(postgres_server.admin_url), isolation_level="AUTOCOMMIT"
     )
     name = make_url(postgres_url).database
-    process = _sync_of_80_running(standin, postgres_url)
+    process = sync_of_80_running(standin, postgres_url)
     with admin.connect() as connection:
         connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
         connection.execute(
