@@ -5,7 +5,8 @@ of those images answers with the same record. The listing pages through the orde
 order the API documents (`sort`, `-date` by default) with an opaque `next_offset`; offsets
 index the list as it is when each page is asked for, so an order created or deleted
 mid-listing makes a page skip or repeat one, as offset paging over a live list does.
-Tests change the account while a run reads it (`add_order`, `delete_order`, `move_image`).
+Tests change the account between runs and while a run reads it (`add_order`, `delete_order`,
+`move_image`, `edit_image`, `delete_image`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class SampleAccount:
         self.orders: dict[str, SampleOrder] = {}
         self._order_of: dict[str, str] = {}  # image_id → order_id
         self._sorted: dict[str, list[str]] = {}  # sort → order IDs, rebuilt after a change
-        self.gone: set[str] = set()  # images deleted with their order: 404 by ID
+        self.gone: set[str] = set()  # images deleted (alone or with their order): 404 by ID
+        self._edits: dict[str, dict[str, Any]] = {}  # image_id → fields changed upstream
 
     @classmethod
     def generate(cls, images: int, *, seed: int = 2026, max_per_order: int = 20) -> SampleAccount:
@@ -94,6 +96,17 @@ class SampleAccount:
     def move_image(self, image_id: str, to_order_id: str) -> None:
         self._place(image_id.lower(), to_order_id)
 
+    def edit_image(self, image_id: str, **fields: Any) -> None:
+        """The image changed upstream (processed now, renamed, ...): its order embeds the new
+        record, and `GET /v3/images/{id}` answers with it."""
+        self._edits.setdefault(image_id.lower(), {}).update(fields)
+
+    def delete_image(self, image_id: str) -> None:
+        """The image alone is gone: its order no longer embeds it, its ID answers 404."""
+        image_id = image_id.lower()
+        self.orders[self._order_of.pop(image_id)].image_ids.remove(image_id)
+        self.gone.add(image_id)
+
     def _place(self, image_id: str, order_id: str) -> None:
         self.gone.discard(image_id)
         previous = self._order_of.get(image_id)
@@ -112,7 +125,7 @@ class SampleAccount:
 
     def image_record(self, image_id: str) -> dict[str, Any]:
         """The record of an image of the account: its order is the one that embeds it."""
-        record = record_for(image_id)
+        record = record_for(image_id) | self._edits.get(image_id, {})
         record["order_id"] = self._order_of[image_id]
         return record
 
