@@ -262,10 +262,10 @@ def test_all_follows_an_account_that_changes_between_and_during_runs(
             # A change while the listing is read may be seen by this run or by the next:
             # whatever this one marked deleted is gone upstream, and the next catches up.
             note += f", during the listing {drift}"
-            served = State.served(account)
-            mirror = State.mirrored(engine)
-            assert not mirror.deleted_images & served.images.keys(), note
-            assert not mirror.deleted_orders & served.orders.keys(), note
+            served, before, mirror = State.served(account), mirror, State.mirrored(engine)
+            newly_deleted = mirror.deleted_images - before.deleted_images
+            assert not newly_deleted & served.images.keys(), note
+            assert not (mirror.deleted_orders - before.deleted_orders) & served.orders.keys()
             changes = expected_changes(mirror, served)
             versions = scalar(engine, "SELECT count(*) FROM image_versions")
             summary = sync_all(standin, database_url)
