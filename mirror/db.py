@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 
 from mirror.config import POOLER_PARAMETER, Redactor, check_sqlite_path, masked
 from mirror.errors import (
@@ -20,7 +20,7 @@ from mirror.errors import (
     FatalError,
     InputError,
     NoMirror,
-    SessionLost,
+    TransientDatabaseError,
 )
 from mirror.schema import (
     SCHEMA_HEAD,
@@ -243,10 +243,9 @@ def is_sqlite_busy(url: URL, exc: BaseException) -> bool:
 
 def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
     """The exception to raise for a database error: DatabaseBusy (exit 75) when another
-    process held a SQLite lock past the busy timeout, else DatabaseUnavailable (3)."""
+    process held a SQLite lock past the busy timeout, else DatabaseUnavailable (3), as
+    TransientDatabaseError when one more try may succeed."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return SessionLost(describe_db_error(url, exc))
     if is_sqlite_busy(url, exc):
         return DatabaseBusy(
             f"another process holds a lock on the database {masked(url)} "
@@ -254,6 +253,10 @@ def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
             "try again when it has finished (a long transaction open in a sqlite3 shell, a "
             "read still going as a sync starts, or a backup, holds it)"
         )
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return TransientDatabaseError(describe_db_error(url, exc))
     return DatabaseUnavailable(describe_db_error(url, exc))
 
 

@@ -7,7 +7,7 @@
     │   ├── ApiRedirected           the API answered a redirect: --base-url is not its address
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
-    │   │   └── SessionLost             the server ended the session under a statement
+    │   │   └── TransientDatabaseError  may pass (a lost session, ...): tried once more first
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
     │   ├── ListingRunaway          the order listing repeats a page token or never ends
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
@@ -52,9 +52,12 @@ class DatabaseUnavailable(FatalError):
     pass
 
 
-class SessionLost(DatabaseUnavailable):
-    """A restart or a terminated session ended the connection under a statement, whose
-    transaction the server rolled back: a new session may well do it."""
+class TransientDatabaseError(DatabaseUnavailable):
+    """A database error that may pass, its transaction rolled back whole: the session ended
+    under a statement (a restart, a terminated session), a serialization failure or deadlock,
+    a cancelled statement, an I/O error (the driver's OperationalError; not SQLite's lock held
+    by another process, which has been waited for already). A step that meets one is done
+    once more, on a new session if need be, before the run gives up."""
 
 
 class SchemaMismatch(FatalError):

@@ -37,7 +37,7 @@ from mirror.api import (
 from mirror.batch import SoFar
 from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
-from mirror.errors import DatabaseBusy, Interrupted, MirrorError, SessionLost
+from mirror.errors import DatabaseBusy, Interrupted, MirrorError, TransientDatabaseError
 from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
 from mirror.intake import Intake, RunPlan
@@ -390,11 +390,11 @@ def _open_now(
         if mirror is not None and options.selection:
             _add_selection(mirror, image_ids, options.selection)
         return mirror, None
-    _again_if_session_lost(db.ensure_schema, engine)
+    _once_more_if_transient(db.ensure_schema, engine)
     db.use_wal(engine)
     if options.selection:
         _add_selection(engine, image_ids, options.selection)
-    return engine, _again_if_session_lost(
+    return engine, _once_more_if_transient(
         _db_call, engine, store.start_run, requested=len(image_ids), now=_now()
     )
 
@@ -577,9 +577,9 @@ class _Run:
         engine = late.open()
         if self.options.dry_run:
             return _mirror_to_compare(engine), None
-        _again_if_session_lost(db.ensure_schema, engine)
+        _once_more_if_transient(db.ensure_schema, engine)
         db.use_wal(engine)
-        return engine, _again_if_session_lost(
+        return engine, _once_more_if_transient(
             _db_call, engine, store.start_run, requested=self.plan.images, now=_now()
         )
 
@@ -778,14 +778,13 @@ def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
         raise db.database_error(engine.url, exc) from None
 
 
-def _again_if_session_lost(step: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """A step of a run's opening (schema check or migration, the run's row) whose session the
-    server ended under it (a restart, a terminated session) is done once more on a new one:
-    each is one transaction, rolled back whole. A run is not given up for it at its start,
-    as it is not at a commit."""
+def _once_more_if_transient(step: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """A step of a run's opening (schema check or migration, the run's row) that met an error
+    that may pass (the server ended its session, ...) is done once more: each is one
+    transaction, rolled back whole. The rule of a commit (`Writer`), at a run's start."""
     try:
         return step(*args, **kwargs)
-    except SessionLost:
+    except TransientDatabaseError:
         return step(*args, **kwargs)
 
 

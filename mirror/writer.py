@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror.batch import Batch, SoFar, Stored
 from mirror.control import RunControl
-from mirror.errors import DatabaseBusy, DatabaseUnavailable, MirrorError, TooManyDeletions
+from mirror.errors import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    MirrorError,
+    TooManyDeletions,
+    TransientDatabaseError,
+)
 from mirror.order_payload import OrderRow
 from mirror.outcomes import Change, Counts, Failure, Missing, MissingOrder, OrderCounts, Outcome
 from mirror.payload import ImageRow
@@ -259,10 +265,10 @@ class Writer:
         self.changes_left_out += len(changes) - min(room, len(changes))
 
     async def _in_database(self, fn: Callable[..., _T], **kwargs: Any) -> _T | None:
-        """Run a store function in a worker thread, the sync lock checked first. A lost
-        connection (server restarted, session killed) rolled the transaction back, so it is
-        retried once on a new one; any other database error stops the run (None)."""
-        from sqlalchemy.exc import OperationalError, SQLAlchemyError
+        """Run a store function in a worker thread, the sync lock checked first. An error that
+        may pass (a lost session, ...: TransientDatabaseError) rolled the transaction back, so
+        it is done once more; any other database error stops the run (None)."""
+        from sqlalchemy.exc import SQLAlchemyError
 
         from mirror import db
 
@@ -277,12 +283,11 @@ class Writer:
             except MirrorError as exc:
                 self._control.abort(exc)
                 return None
-            except OperationalError as exc:
-                if attempt == 1 and not db.is_sqlite_busy(engine.url, exc):
-                    continue
-                self._control.abort(db.database_error(engine.url, exc))
             except SQLAlchemyError as exc:
-                self._control.abort(db.database_error(engine.url, exc))
+                error = db.database_error(engine.url, exc)
+                if attempt == 1 and isinstance(error, TransientDatabaseError):
+                    continue
+                self._control.abort(error)
                 return None
         return None
 

@@ -648,34 +648,41 @@ def test_a_run_whose_lock_session_died_takes_the_lock_again(
     assert "80 new" in stdout
 
 
-def _create_session_ender(connection: Connection) -> None:
-    """end_own_session(): ends the session that calls it, the first time only (the sequence
-    counts calls, as it is not rolled back with the transaction the end aborts)."""
+# What fail_once() does the first time: end its own session (a restart, a terminated session),
+# or fail its transaction the way PostgreSQL asks a client to retry (SQLSTATE class 40).
+END_OWN_SESSION = "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+SERIALIZATION_FAILURE = (
+    "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure';"
+)
+
+
+def _create_fail_once(connection: Connection, failure: str, times: int = 1) -> None:
+    """fail_once(): does `failure` the first time it is called (the first `times` times),
+    returns true after that (the sequence `kills` counts calls, as it is not rolled back with
+    the transaction)."""
     connection.execute(text("CREATE SEQUENCE kills"))
     connection.execute(
         text(
-            "CREATE FUNCTION end_own_session() RETURNS boolean LANGUAGE plpgsql AS $$ "
-            "BEGIN IF nextval('kills') = 1 THEN "
-            "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
-            "END IF; RETURN true; END $$"
+            "CREATE FUNCTION fail_once() RETURNS boolean LANGUAGE plpgsql AS $$ "
+            f"BEGIN IF nextval('kills') <= {times} THEN {failure} END IF; RETURN true; END $$"
         )
     )
 
 
-def _end_the_session_once_on(engine: Engine, event: str) -> None:
-    """A trigger on sync_runs that ends its own session the first time `event` fires."""
+def _fail_once_on(engine: Engine, table: str, event: str, failure: str, times: int = 1) -> None:
+    """A trigger on `table` that does `failure` the first time (`times`) `event` fires."""
     with engine.begin() as connection:
-        _create_session_ender(connection)
+        _create_fail_once(connection, failure, times)
         connection.execute(
             text(
-                "CREATE FUNCTION on_sync_runs() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN PERFORM end_own_session(); RETURN NEW; END $$"
+                "CREATE FUNCTION on_event() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN PERFORM fail_once(); RETURN NEW; END $$"
             )
         )
         connection.execute(
             text(
-                f"CREATE TRIGGER end_own_session BEFORE {event} ON sync_runs FOR EACH ROW "
-                "EXECUTE FUNCTION on_sync_runs()"
+                f"CREATE TRIGGER fail_once BEFORE {event} ON {table} FOR EACH ROW "
+                "EXECUTE FUNCTION on_event()"
             )
         )
 
@@ -691,7 +698,7 @@ def test_a_session_lost_as_the_run_is_recorded_is_replaced(
     `interrupted` by the next one."""
     engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
     assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
-    _end_the_session_once_on(engine, event)
+    _fail_once_on(engine, "sync_runs", event, END_OWN_SESSION)
     result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
     assert result.exit_code == 0, result.output
     assert scalar(engine, "SELECT last_value FROM kills") > 1  # ended once, then went through
@@ -709,19 +716,55 @@ def test_a_session_lost_as_the_schema_is_checked_is_replaced(
     engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
     assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
     with engine.begin() as connection:
-        _create_session_ender(connection)
+        _create_fail_once(connection, END_OWN_SESSION)
         # The revision, read through a view that ends the session the first time.
         connection.execute(text("ALTER TABLE alembic_version RENAME TO alembic_version_kept"))
         connection.execute(
             text(
                 "CREATE VIEW alembic_version AS SELECT version_num FROM alembic_version_kept "
-                "WHERE end_own_session()"
+                "WHERE fail_once()"
             )
         )
     result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
     assert result.exit_code == 0, result.output
     assert scalar(engine, "SELECT last_value FROM kills") > 1  # ended once, then went through
     assert scalar(engine, "SELECT count(*) FROM images") == 3
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["sync_runs", "images"])
+def test_a_serialization_failure_is_tried_once_more(
+    standin: StandIn, postgres_url: str, table: str
+) -> None:
+    """PostgreSQL asks a client to retry a transaction that could not be serialized (SQLSTATE
+    40001). As a run records its start (sync_runs) it was exit 3, while a commit (images)
+    was tried once more: one rule now, for every error that may pass."""
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    _fail_once_on(engine, table, "INSERT", SERIALIZATION_FAILURE)
+    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 0, result.output
+    assert scalar(engine, "SELECT last_value FROM kills") > 1  # failed once, then went through
+    [run] = rows(engine, "SELECT status, inserted FROM sync_runs")
+    assert run == {"status": "succeeded", "inserted": 3}
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_error_that_does_not_pass_stops_the_run_after_one_more_try(
+    standin: StandIn, postgres_url: str
+) -> None:
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    _fail_once_on(engine, "images", "INSERT", SERIALIZATION_FAILURE, times=1000)
+    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 3, result.output
+    assert "could not serialize access" in result.stderr
+    assert scalar(engine, "SELECT last_value FROM kills") == 2  # the batch's first row, twice
+    assert scalar(engine, "SELECT count(*) FROM images") == 0
+    [run] = rows(engine, "SELECT status FROM sync_runs")
+    assert run["status"] == "failed"
     engine.dispose()
 
 
