@@ -143,10 +143,9 @@ def open_existing_mirror(ctx: click.Context, raw_url: str) -> Engine:
 
     engine = open_engine(ctx, raw_url)
     try:
-        db.open_mirror(engine)
+        db.open_mirror(engine, current=True)
     except NoMirror as exc:
         raise NoMirror(f"{exc}{_demo_hint(raw_url)}") from None
-    db.ensure_schema(engine, allow_upgrade=False)
     return engine
 
 

@@ -438,10 +438,11 @@ def _atomic_ddl(connection: Connection) -> Iterator[None]:
         raw.isolation_level = saved
 
 
-def open_mirror(engine: Engine) -> SchemaState:
+def open_mirror(engine: Engine, *, current: bool = False) -> SchemaState:
     """The schema state of an existing mirror, creating nothing: for `status`, `db current`.
 
-    Raises NoMirror when there is none: no SQLite file, or a database without our tables.
+    Raises NoMirror when there is none: no SQLite file, or a database without our tables;
+    with `current`, SchemaMismatch for a schema older or newer than the code's (`report`).
     """
     state, absence = _mirror_state(engine)
     if state is None:
@@ -450,6 +451,10 @@ def open_mirror(engine: Engine) -> SchemaState:
             f"no mirror at {masked(engine.url)}: {absence} (a first `autoenhance-mirror sync` "
             f"creates it{elsewhere})"
         )
+    if current and not state.known:
+        raise unknown_revision(str(state.current))
+    if current and not state.up_to_date:
+        raise outdated_revision(str(state.current))
     return state
 
 

@@ -367,3 +367,25 @@ def test_the_code_knows_every_revision_in_migrations() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     walked = [rev.revision for rev in script.walk_revisions()]  # newest first
     assert tuple(reversed(walked)) == SCHEMA_REVISIONS
+
+
+@pytest.mark.parametrize("command", [["status"], ["report", "last-runs"]])
+def test_the_reading_commands_refuse_a_schema_other_than_the_codes(
+    database_url: str, engine: Engine, command: list[str]
+) -> None:
+    """`status` and `report` migrate nothing: an older schema is told to `db upgrade`, one this
+    code does not know (a newer version's) is named; exit 3 either way, nothing changed."""
+    assert run_cli("db", "upgrade", "0004", "--database-url", database_url).exit_code == 0
+    older = run_cli(*command, "--database-url", database_url)
+    assert older.exit_code == 3 and "db upgrade" in older.stderr, older.output
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    newer = run_cli(*command, "--database-url", database_url)
+    assert newer.exit_code == 3, newer.output
+    assert "revision 'f00d', which this version of autoenhance-mirror does not know" in (
+        newer.stderr
+    )
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            ("f00d",)
+        ]
