@@ -23,18 +23,35 @@ from types import FrameType
 _HANGUP = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
 SIGNALS = (signal.SIGINT, signal.SIGTERM, *_HANGUP)
 _noted: list[int] = []
+_raising = False  # while a command runs (`raised_while_running`), until one signal is raised
 
 
-def _note(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """The handler of `SIGNALS`: while a command runs, raises KeyboardInterrupt for the first
+    signal; any other is noted. A second one raised would land in the handling of the first
+    (restoring the handlers, printing `error: interrupted`) and escape it."""
+    global _raising
+    if _raising:
+        _raising = False
+        raise KeyboardInterrupt
     _noted.append(signum)
 
 
 def defer() -> None:
-    """From now on, until a command starts, the signals are only noted. Also called
-    once a sync is over and recorded: raised while it is told, one would add `error:
-    interrupted` and exit 130 to the summary of a run that finished (two JSON objects with
-    --json)."""
-    _handle(_note)
+    """From now on, until a command starts, the signals are only noted. Also called as a
+    sync's pipeline starts (it takes them itself while it runs) and stays so once the run is
+    over and recorded: raised while it is told, one would add `error: interrupted` and exit
+    130 to the summary of a run that finished (two JSON objects with --json)."""
+    global _raising
+    _raising = False
+    _handle(_on_signal)
+
+
+def take_noted() -> bool:
+    """Whether a signal was noted since the handlers became `defer`'s (they are forgotten)."""
+    noted = bool(_noted)
+    _noted.clear()
+    return noted
 
 
 def ignore() -> None:
@@ -47,18 +64,23 @@ def ignore() -> None:
 
 @contextlib.contextmanager
 def raised_while_running() -> Iterator[None]:
-    """While a command runs, the signals raise KeyboardInterrupt, and one noted before
+    """While a command runs, the first signal raises KeyboardInterrupt, and one noted before
     it is raised at once; the handlers are put back as they were afterwards (noting again,
-    after a command of the console script: its work is done, its exit code stands)."""
-    previous = _handle(signal.default_int_handler)
+    after a command of the console script: its work is done, its exit code stands), and what
+    came meanwhile is forgotten."""
+    global _raising
+    previous = _handle(_on_signal)
     try:
         if previous and _noted:
             _noted.clear()
             raise KeyboardInterrupt
+        _raising = bool(previous)  # the main thread's: signals reach no other
         yield
     finally:
+        _raising = False
         for sig, handler in previous:
             signal.signal(sig, handler)
+        _noted.clear()
 
 
 # signal._HANDLER: typeshed's name for what signal.signal takes, for mypy only (annotations are

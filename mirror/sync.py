@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import gc
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Sequence
@@ -295,7 +296,10 @@ def _drive(
     order_ids: Sequence[str],
     redact: Redactor,
 ) -> RunStatus:
-    """Run the pipeline and record its end in the run row, whatever the end."""
+    """Run the pipeline and record its end in the run row, whatever the end. From here on a
+    signal is only noted, never raised where it lands: the pipeline takes one while it runs
+    (`_signals_handled_by`), and once it is over the run's end stands."""
+    interrupts.defer()
     try:
         asyncio.run(run.execute(image_ids, order_ids))
     except MirrorError as exc:
@@ -718,24 +722,44 @@ _Worker = Coroutine[Any, Any, None]
 
 @contextlib.contextmanager
 def _signals_handled_by(handler: Callable[[], None]) -> Iterator[None]:
-    """Route the signals that stop a run (`interrupts.SIGNALS`) to `handler` while the event
-    loop runs (main thread only).
+    """Give the signals that stop a run (`interrupts.SIGNALS`) to `handler` on the event loop
+    while it runs (main thread only), one noted as the run started included.
 
-    The handlers from before are put back afterwards: asyncio would leave SIGTERM at its
-    default, and a SIGTERM just after the run would then kill the process (exit 143).
+    Their handlers stay the noting ones of `interrupts.defer` (`_drive` puts them there), and
+    the loop learns of a signal through Python's wakeup fd: a byte holding the signal's number,
+    written whichever thread the signal reaches. Not asyncio's `add_signal_handler`: its
+    removal puts SIGTERM back to the default for a moment (a signal then killed a run that
+    was over, exit 143), and around it a raising handler landed KeyboardInterrupt in the
+    loop's own callbacks as the run started or ended (a traceback, exit 1).
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     loop = asyncio.get_running_loop()
-    installed: list[tuple[signal.Signals, Any]] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in interrupts.SIGNALS:  # the ones the command raises before and after
-            installed.append((sig, signal.getsignal(sig)))
-            loop.add_signal_handler(sig, handler)
+    receive, send = socket.socketpair()
+    receive.setblocking(False)
+    send.setblocking(False)
+    stopping = {int(sig) for sig in interrupts.SIGNALS}
+
+    def on_wakeup() -> None:
+        try:
+            numbers = receive.recv(4096)
+        except BlockingIOError:
+            return
+        if stopping.intersection(numbers):
+            handler()
+
+    loop.add_reader(receive, on_wakeup)
+    previous = signal.set_wakeup_fd(send.fileno(), warn_on_full_buffer=False)
     try:
+        if interrupts.take_noted():  # one came as the run started
+            handler()
         yield
     finally:
-        for sig, previous in installed:
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, previous)
+        signal.set_wakeup_fd(previous)
+        loop.remove_reader(receive)
+        receive.close()
+        send.close()
 
 
 @contextlib.contextmanager
