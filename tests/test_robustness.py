@@ -688,35 +688,54 @@ def _fail_once_on(engine: Engine, table: str, event: str, failure: str, times: i
         )
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("event", ["INSERT", "UPDATE"])
-def test_a_session_lost_as_the_run_is_recorded_is_replaced(
-    standin: StandIn, postgres_url: str, event: str
-) -> None:
-    """The server ends the session that records a run's start (INSERT) or end (UPDATE): a
-    restart, a terminated session. The start was exit 3 with nothing done; the end was given
-    up without a second try, and a run that had succeeded stayed `running`, to be marked
-    `interrupted` by the next one."""
+@pytest.fixture
+def upgraded(postgres_url: str) -> Iterator[Engine]:
+    """An engine on a PostgreSQL mirror at the code's schema, without a pool: the tests that
+    use it make the server end sessions."""
     engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
     assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
-    _fail_once_on(engine, "sync_runs", event, END_OWN_SESSION)
-    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def sync_of_3(standin: StandIn, url: str) -> Any:
+    return run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", url)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("table", "event", "failure"),
+    [
+        ("sync_runs", "INSERT", END_OWN_SESSION),
+        ("sync_runs", "UPDATE", END_OWN_SESSION),
+        ("sync_runs", "INSERT", SERIALIZATION_FAILURE),
+        ("images", "INSERT", SERIALIZATION_FAILURE),
+    ],
+)
+def test_a_failure_that_may_pass_is_tried_once_more(
+    standin: StandIn, postgres_url: str, upgraded: Engine, table: str, event: str, failure: str
+) -> None:
+    """The server ends the session that records a run's start (INSERT) or end (UPDATE): a
+    restart, a terminated session. Or it asks for a transaction to be retried, as it could
+    not be serialized (SQLSTATE 40001). Either at the start was exit 3 with nothing done;
+    the end was given up without a second try, and a run that had succeeded stayed
+    `running`, to be marked `interrupted` by the next one. A commit (images) was tried once
+    more already: one rule now, for every error that may pass."""
+    _fail_once_on(upgraded, table, event, failure)
+    result = sync_of_3(standin, postgres_url)
     assert result.exit_code == 0, result.output
-    assert scalar(engine, "SELECT last_value FROM kills") > 1  # ended once, then went through
-    [run] = rows(engine, "SELECT status, inserted, finished_at FROM sync_runs")
+    assert scalar(upgraded, "SELECT last_value FROM kills") > 1  # failed once, then went on
+    [run] = rows(upgraded, "SELECT status, inserted, finished_at FROM sync_runs")
     assert run["status"] == "succeeded" and run["inserted"] == 3
     assert run["finished_at"] is not None
-    engine.dispose()
 
 
 @pytest.mark.postgres
 def test_a_session_lost_as_the_schema_is_checked_is_replaced(
-    standin: StandIn, postgres_url: str
+    standin: StandIn, postgres_url: str, upgraded: Engine
 ) -> None:
     """The same as a run starts, under the check of the schema's revision (exit 3 before)."""
-    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
-    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
-    with engine.begin() as connection:
+    with upgraded.begin() as connection:
         _create_fail_once(connection, END_OWN_SESSION)
         # The revision, read through a view that ends the session the first time.
         connection.execute(text("ALTER TABLE alembic_version RENAME TO alembic_version_kept"))
@@ -726,47 +745,24 @@ def test_a_session_lost_as_the_schema_is_checked_is_replaced(
                 "WHERE fail_once()"
             )
         )
-    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    result = sync_of_3(standin, postgres_url)
     assert result.exit_code == 0, result.output
-    assert scalar(engine, "SELECT last_value FROM kills") > 1  # ended once, then went through
-    assert scalar(engine, "SELECT count(*) FROM images") == 3
-    engine.dispose()
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("table", ["sync_runs", "images"])
-def test_a_serialization_failure_is_tried_once_more(
-    standin: StandIn, postgres_url: str, table: str
-) -> None:
-    """PostgreSQL asks a client to retry a transaction that could not be serialized (SQLSTATE
-    40001). As a run records its start (sync_runs) it was exit 3, while a commit (images)
-    was tried once more: one rule now, for every error that may pass."""
-    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
-    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
-    _fail_once_on(engine, table, "INSERT", SERIALIZATION_FAILURE)
-    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
-    assert result.exit_code == 0, result.output
-    assert scalar(engine, "SELECT last_value FROM kills") > 1  # failed once, then went through
-    [run] = rows(engine, "SELECT status, inserted FROM sync_runs")
-    assert run == {"status": "succeeded", "inserted": 3}
-    engine.dispose()
+    assert scalar(upgraded, "SELECT last_value FROM kills") > 1  # ended once, then went on
+    assert scalar(upgraded, "SELECT count(*) FROM images") == 3
 
 
 @pytest.mark.postgres
 def test_an_error_that_does_not_pass_stops_the_run_after_one_more_try(
-    standin: StandIn, postgres_url: str
+    standin: StandIn, postgres_url: str, upgraded: Engine
 ) -> None:
-    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
-    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
-    _fail_once_on(engine, "images", "INSERT", SERIALIZATION_FAILURE, times=1000)
-    result = run_cli("sync", *new_ids(3), "--base-url", standin.url, "--database-url", postgres_url)
+    _fail_once_on(upgraded, "images", "INSERT", SERIALIZATION_FAILURE, times=1000)
+    result = sync_of_3(standin, postgres_url)
     assert result.exit_code == 3, result.output
     assert "could not serialize access" in result.stderr
-    assert scalar(engine, "SELECT last_value FROM kills") == 2  # the batch's first row, twice
-    assert scalar(engine, "SELECT count(*) FROM images") == 0
-    [run] = rows(engine, "SELECT status FROM sync_runs")
+    assert scalar(upgraded, "SELECT last_value FROM kills") == 2  # the batch's first row, twice
+    assert scalar(upgraded, "SELECT count(*) FROM images") == 0
+    [run] = rows(upgraded, "SELECT status FROM sync_runs")
     assert run["status"] == "failed"
-    engine.dispose()
 
 
 @pytest.mark.postgres
