@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -27,14 +28,16 @@ _raising = False  # while a command runs (`raised_while_running`), until one sig
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """The handler of `SIGNALS`: while a command runs, raises KeyboardInterrupt for the first
-    signal; any other is noted. A second one raised would land in the handling of the first
+    """The handler of `SIGNALS`: notes the signal, and while a command runs raises
+    KeyboardInterrupt for the first one too. Noted, one whose KeyboardInterrupt a callback
+    swallows (importlib's reports it as "Exception ignored" and goes on) still stops a sync
+    as its pipeline starts; a second one raised would land in the handling of the first
     (restoring the handlers, printing `error: interrupted`) and escape it."""
     global _raising
+    _noted.append(signum)
     if _raising:
         _raising = False
         raise KeyboardInterrupt
-    _noted.append(signum)
 
 
 def defer() -> None:
@@ -67,9 +70,17 @@ def raised_while_running() -> Iterator[None]:
     """While a command runs, the first signal raises KeyboardInterrupt, and one noted before
     it is raised at once; the handlers are put back as they were afterwards (noting again,
     after a command of the console script: its work is done, its exit code stands), and what
-    came meanwhile is forgotten."""
+    came meanwhile is forgotten. Such a KeyboardInterrupt that a callback swallowed is not
+    reported ("Exception ignored in ..."): the signal is noted all the same."""
     global _raising
     previous = _handle(_on_signal)
+    previous_hook = sys.unraisablehook
+
+    def unraisable(report: sys.UnraisableHookArgs) -> None:
+        if report.exc_type is not KeyboardInterrupt:  # ours, swallowed: noted all the same
+            previous_hook(report)
+
+    sys.unraisablehook = unraisable
     try:
         if previous and _noted:
             _noted.clear()
@@ -81,6 +92,7 @@ def raised_while_running() -> Iterator[None]:
         for sig, handler in previous:
             signal.signal(sig, handler)
         _noted.clear()
+        sys.unraisablehook = previous_hook
 
 
 # signal._HANDLER: typeshed's name for what signal.signal takes, for mypy only (annotations are
