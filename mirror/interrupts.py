@@ -87,6 +87,12 @@ def raised_while_running() -> Iterator[None]:
             raise KeyboardInterrupt
         _raising = bool(previous)  # the main thread's: signals reach no other
         yield
+    except RuntimeError as exc:
+        # Python 3.11 wraps what `__set_name__` raises (a class being built as a command's
+        # imports run): a signal that lands there is a KeyboardInterrupt all the same.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     finally:
         _raising = False
         for sig, handler in previous:

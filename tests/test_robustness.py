@@ -1159,6 +1159,21 @@ def test_a_signal_whose_keyboardinterrupt_a_callback_swallows_is_still_noted(
     assert "Exception ignored" not in capsys.readouterr().err
 
 
+def test_a_signal_in_a_class_being_built_is_a_keyboardinterrupt() -> None:
+    """Python 3.11 wraps what `__set_name__` raises in a RuntimeError: a signal landing there
+    as a command's imports build their classes was a traceback and exit 1."""
+    from mirror import interrupts
+
+    class Descriptor:
+        def __set_name__(self, owner: type, name: str) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here
+
+    with pytest.raises(KeyboardInterrupt), interrupts.raised_while_running():
+
+        class Built:
+            field = Descriptor()
+
+
 def test_sigterm_after_a_run_is_not_the_default_kill() -> None:
     """The pipeline's routing of signals leaves their handlers as they were; SIGTERM must not
     fall back to the default after a run (exit 143)."""
