@@ -71,7 +71,6 @@ class MirrorGroup(click.Group):
             redact: Redactor = ctx.meta.get("redact", Redactor())
             _fail(ctx, redact(str(exc)), exc.exit_code, as_json=_json_asked(ctx))
         except KeyboardInterrupt:  # a signal outside a sync's own handling: nothing fetched
-            _forget_unhandled_interrupt()
             _fail(ctx, "interrupted", Interrupted.exit_code, as_json=_json_asked(ctx))
         except click.ClickException as exc:
             if not _json_asked(ctx):
@@ -148,14 +147,6 @@ def open_existing_mirror(ctx: click.Context, raw_url: str) -> Engine:
     except NoMirror as exc:
         raise NoMirror(f"{exc}{_demo_hint(raw_url)}") from None
     return engine
-
-
-def _forget_unhandled_interrupt() -> None:
-    """CPython takes a KeyboardInterrupt that escaped code run by `exec` (dataclasses build
-    their methods so, as a command's imports run) for an unhandled one, even once caught: a
-    process started with `python -m mirror` then killed itself with SIGINT as it exited (-2,
-    not the 130 it chose; seen under a storm of SIGTERMs). Code run by `exec` clears that."""
-    exec("")
 
 
 def _demo_hint(raw_url: str) -> str:

@@ -87,10 +87,14 @@ def raised_while_running() -> Iterator[None]:
             raise KeyboardInterrupt
         _raising = bool(previous)  # the main thread's: signals reach no other
         yield
+    except KeyboardInterrupt:
+        _forget_unhandled_interrupt()
+        raise
     except RuntimeError as exc:
         # Python 3.11 wraps what `__set_name__` raises (a class being built as a command's
         # imports run): a signal that lands there is a KeyboardInterrupt all the same.
         if isinstance(exc.__cause__, KeyboardInterrupt):
+            _forget_unhandled_interrupt()
             raise KeyboardInterrupt from None
         raise
     finally:
@@ -99,6 +103,14 @@ def raised_while_running() -> Iterator[None]:
             signal.signal(sig, handler)
         _noted.clear()
         sys.unraisablehook = previous_hook
+
+
+def _forget_unhandled_interrupt() -> None:
+    """CPython takes a KeyboardInterrupt that escaped code run by `exec` (dataclasses build
+    their methods so, as a command's imports run) for an unhandled one, even once caught: a
+    process started with `python -m mirror` then killed itself with SIGINT as it exited (-2,
+    not the 130 it chose; seen under a storm of SIGTERMs). Code run by `exec` clears that."""
+    exec("")
 
 
 # signal._HANDLER: typeshed's name for what signal.signal takes, for mypy only (annotations are
