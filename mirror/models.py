@@ -244,6 +244,9 @@ class SyncRun(SQLModel, table=True):
     # Who runs it, so a second sync can say who holds the lock.
     pid: int | None = Field(default=None, sa_column=Column(Integer))
     host: str | None = _text()
+    # The time stamped on the rows of its latest commit: a killed run's row tells when it
+    # stopped writing, and the next run's clock starts after it (mirror/clock.py).
+    last_written_at: datetime | None = _timestamp(nullable=True)
 
 
 class SyncFailure(SQLModel, table=True):

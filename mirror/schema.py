@@ -11,7 +11,7 @@ from mirror.errors import SchemaMismatch
 
 # The revisions of migrations/versions, oldest first (tests check this against Alembic's own
 # reading of the directory, so a new migration cannot be forgotten here).
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 

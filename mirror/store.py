@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.batch import Batch, SoFar, Stored
+from mirror.clock import RunClock
 from mirror.db import sqlite_busy_timeout
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
@@ -30,15 +31,18 @@ from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
 from mirror.payload import CONTENT_COLUMNS, ImageRow, json_text
 
 
-def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
+def start_run(engine: Engine, *, requested: int, clock: RunClock) -> int:
     """Record a new run as `running`; runs left `running` by a dead process become interrupted.
 
     Only called with the sync lock held, so another `running` row is a run that ended without
     recording it (killed, or its database failed), or one on this host whose process is still
     alive but lost its lock (it stops before its next commit): that one is left alone.
+    `clock` is set never to read a time before those the mirror holds (see `mirror.clock`).
     """
     with engine.begin() as connection:
         runs = sync_runs_table.c
+        stamps = (runs.started_at, runs.finished_at, runs.last_written_at)
+        clock.not_before(*connection.execute(select(*map(func.max, stamps))).one())
         stale = connection.execute(
             select(runs.id, runs.pid, runs.host, runs.started_at).where(runs.status == "running")
         ).all()
@@ -52,7 +56,7 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
                 .where(runs.id.in_(abandoned))
                 .values(
                     status="interrupted",
-                    finished_at=now,
+                    finished_at=clock.now(),
                     error="abandoned: it ended without recording how (killed, crashed, "
                     "or its database failed)",
                 )
@@ -60,7 +64,7 @@ def start_run(engine: Engine, *, requested: int, now: datetime) -> int:
         result = connection.execute(
             insert(sync_runs_table)
             .values(
-                started_at=now,
+                started_at=clock.now(),
                 status="running",
                 requested=requested,
                 pid=os.getpid(),
@@ -308,7 +312,7 @@ def apply_batch(
         if failures and run_id is not None:
             _record_failures(connection, run_id, failures, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, counts, orders.counts, so_far)
+            _add_to_run(connection, run_id, now, counts, orders.counts, so_far)
         return stored
 
 
@@ -335,7 +339,7 @@ def mark_deleted(
         if order_ids:
             mark_orders_deleted(connection, order_ids, now)
         if run_id is not None:
-            _add_to_run(connection, run_id, stored.counts, stored.order_counts)
+            _add_to_run(connection, run_id, now, stored.counts, stored.order_counts)
     return stored
 
 
@@ -516,15 +520,17 @@ def _storable(message: str) -> str:
 def _add_to_run(
     connection: Connection,
     run_id: int,
+    now: datetime,
     counts: Counts,
     order_counts: OrderCounts,
     so_far: SoFar | None = None,
 ) -> None:
-    """Keep the run's row current batch by batch, so an aborted run still tells what it did."""
+    """Keep the run's row current batch by batch, so an aborted run still tells what it did
+    and when it last wrote (`now`, the time stamped on the batch's rows)."""
     c = sync_runs_table.c
     tallies = counts.as_dict() | order_counts.as_dict()
     values: dict[str, Any] = {name: c[name] + value for name, value in tallies.items() if value}
     if so_far is not None:
         values.update(so_far._asdict())
-    if values:
-        connection.execute(update(sync_runs_table).where(c.id == run_id).values(values))
+    values["last_written_at"] = now
+    connection.execute(update(sync_runs_table).where(c.id == run_id).values(values))

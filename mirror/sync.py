@@ -36,6 +36,7 @@ from mirror.api import (
     TransportFactory,
 )
 from mirror.batch import SoFar
+from mirror.clock import RunClock
 from mirror.config import Redactor, check_sqlite_path
 from mirror.control import RunControl
 from mirror.errors import DatabaseBusy, Interrupted, MirrorError, TransientDatabaseError
@@ -239,11 +240,12 @@ def sync_images(
     late = engine if isinstance(engine, LateDatabase) else None
     with _lock(engine, options) as held:
         ending = _Ending(started=time.time())
+        clock = RunClock()
         try:
             opened: Engine | None = None
             run_id = None
             if not isinstance(engine, LateDatabase):
-                opened, run_id = _open_now(engine, image_ids, options)
+                opened, run_id = _open_now(engine, image_ids, options, clock)
             if on_start is not None:
                 on_start(len(image_ids))  # the images the run will try, as far as known yet
             plan = RunPlan(
@@ -254,6 +256,7 @@ def sync_images(
                 late=late,
                 lock=held,
                 run_id=run_id,
+                clock=clock,
                 options=options,
                 plan=plan,
                 on_start=on_start,
@@ -383,7 +386,10 @@ def _held(lock: contextlib.AbstractContextManager[None]) -> Iterator[HeldLock]:
 
 
 def _open_now(
-    engine: Engine, image_ids: Collection[str] | RequestedIds, options: SyncOptions
+    engine: Engine,
+    image_ids: Collection[str] | RequestedIds,
+    options: SyncOptions,
+    clock: RunClock,
 ) -> tuple[Engine | None, int | None]:
     """Schema, selection and run row before the first request: (the engine, or None for a
     dry run with no mirror to compare with; the run's ID, None for a dry run)."""
@@ -399,7 +405,7 @@ def _open_now(
     if options.selection:
         _add_selection(engine, image_ids, options.selection)
     return engine, _once_more_if_transient(
-        _db_call, engine, store.start_run, requested=len(image_ids), now=_now()
+        _db_call, engine, store.start_run, requested=len(image_ids), clock=clock
     )
 
 
@@ -428,6 +434,7 @@ class _Run:
         late: LateDatabase | None,
         lock: HeldLock,
         run_id: int | None,
+        clock: RunClock,
         options: SyncOptions,
         plan: RunPlan,
         on_start: ProgressCallback | None,
@@ -437,6 +444,7 @@ class _Run:
         self.engine = engine
         self.late = late
         self.run_id = run_id
+        self.clock = clock
         self.options = options
         self.plan = plan
         self.on_warning = on_warning
@@ -446,6 +454,7 @@ class _Run:
             engine=engine,
             lock=lock,
             run_id=run_id,
+            clock=clock,
             dry_run=options.dry_run,
             guard=DeletionGuard(lambda: plan.images, base_url, options.max_deletes),
             order_guard=DeletionGuard(lambda: plan.orders, base_url, options.max_deletes, "orders"),
@@ -584,7 +593,7 @@ class _Run:
         _once_more_if_transient(db.ensure_schema, engine)
         db.use_wal(engine)
         return engine, _once_more_if_transient(
-            _db_call, engine, store.start_run, requested=self.plan.images, now=_now()
+            _db_call, engine, store.start_run, requested=self.plan.images, clock=self.clock
         )
 
     # --- passes -----------------------------------------------------------------------------
@@ -703,7 +712,7 @@ class _Run:
                     order_counts=self.writer.order_counts,
                     orders_requested=self.plan.orders,
                     api_requests=self.fetcher.requests,
-                    now=_now(),
+                    now=self.clock.now(),
                     error=error,
                     busy_timeout=CLOSE_BUSY_TIMEOUT,
                 )
@@ -788,7 +797,7 @@ def _add_selection(
     if not isinstance(image_ids, RequestedIds):
         raise TypeError("a selection adds to RequestedIds")
     with db.connect(engine) as connection:
-        image_ids.add_selected(selected_ids(connection, selection, now=_now()))
+        image_ids.add_selected(selected_ids(connection, selection, now=datetime.now(UTC)))
 
 
 def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
@@ -810,7 +819,3 @@ def _once_more_if_transient(step: Callable[..., _T], *args: Any, **kwargs: Any) 
         return step(*args, **kwargs)
     except TransientDatabaseError:
         return step(*args, **kwargs)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

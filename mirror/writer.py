@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror.batch import Batch, SoFar, Stored
+from mirror.clock import RunClock
 from mirror.control import RunControl
 from mirror.errors import (
     DatabaseBusy,
@@ -93,6 +93,7 @@ class Writer:
         engine: Engine | None,
         lock: HeldLock,
         run_id: int | None,
+        clock: RunClock,
         dry_run: bool,
         guard: DeletionGuard,
         order_guard: DeletionGuard,
@@ -104,6 +105,7 @@ class Writer:
         self._so_far = so_far
         self._lock = lock
         self._run_id = run_id
+        self._clock = clock
         self._dry_run = dry_run
         self.guard = guard
         self.order_guard = order_guard
@@ -214,7 +216,7 @@ class Writer:
             image_ids=self._to_delete,
             order_ids=self._orders_to_delete,
             run_id=self._run_id,
-            now=_now(),
+            now=self._clock.now(),
         )
         if stored is not None:
             self.counts.add(stored.counts)
@@ -239,7 +241,7 @@ class Writer:
                 store.store_batch,
                 batch=batch,
                 run_id=self._run_id,
-                now=_now(),
+                now=self._clock.now(),
                 dry_run=self._dry_run,
                 so_far=self._so_far(),
             )
@@ -307,7 +309,3 @@ def _add(batch: Batch, item: Outcome) -> None:
         batch.missing_orders.append(item)
     else:
         batch.failures.append(item)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -3,6 +3,7 @@ databases; its invariants are checked after every kind of run, a killed one incl
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import random
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
+from mirror.models import sync_runs_table
 from mirror.payload import CONTENT_COLUMNS
 from mirror.standin import StandIn, record_for
 
@@ -193,3 +195,69 @@ def test_history_holds_after_a_run_killed_at_a_random_moment(
     assert result.exit_code == 0, result.output
     assert_history_consistent(engine)
     assert scalar(engine, "SELECT count(*) FROM image_versions WHERE valid_to IS NULL") == 260
+
+
+def _move_the_mirrors_stamps(engine: Engine, by: dt.timedelta) -> None:
+    """Every time the mirror wrote (not the API's `date_added_at`) moves `by`: as if the runs
+    so far had run on a host whose clock was that far ahead."""
+    from sqlmodel import SQLModel
+
+    from mirror.models import UTCDateTime
+
+    with engine.begin() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            stamps = [
+                c for c in table.columns
+                if isinstance(c.type, UTCDateTime) and c.name != "date_added_at"
+            ]  # fmt: skip
+            for row in connection.execute(select(*table.primary_key.columns, *stamps)).all():
+                key = {c.name: getattr(row, c.name) for c in table.primary_key.columns}
+                moved = {c.name: getattr(row, c.name) + by for c in stamps if getattr(row, c.name)}
+                if moved:
+                    where = [c == key[c.name] for c in table.primary_key.columns]
+                    connection.execute(update(table).where(*where).values(moved))
+
+
+@pytest.mark.parametrize("previous", ["finished", "killed"])
+def test_a_run_whose_clock_is_behind_the_mirrors_keeps_the_history_in_order(
+    standin: StandIn, database_url: str, engine: Engine, previous: str
+) -> None:
+    """A clock stepped back (NTP, a restored VM), or cron taking turns from two hosts whose
+    clocks differ on one PostgreSQL: the next run must not stamp a time before the ones the
+    mirror holds, or an image's new version would begin before the version it replaces and
+    reports would read the history backwards. A killed run's row has only its start, which
+    came before the batches it wrote."""
+    image_id, unchanged = new_ids(2)
+    body = record_for(image_id) | {"status": "processing"}
+    standin.state.records[image_id] = body
+    assert sync(standin, database_url, image_id, unchanged).exit_code == 0
+    _move_the_mirrors_stamps(engine, dt.timedelta(hours=1))
+    if previous == "killed":  # on another host, 30 minutes before its batch
+        with engine.begin() as connection:
+            runs = sync_runs_table.c
+            [started] = connection.execute(select(runs.started_at)).scalars()
+            connection.execute(
+                update(sync_runs_table).values(
+                    status="running",
+                    finished_at=None,
+                    host="another-host",
+                    started_at=started - dt.timedelta(minutes=30),
+                )
+            )
+    [before] = rows(engine, "SELECT * FROM images WHERE image_id = :id", id=unchanged)
+
+    standin.state.records[image_id] = body | {"status": "processed"}
+    result = sync(standin, database_url, image_id, unchanged)
+    assert result.exit_code == 0 and "1 changed, 1 unchanged" in result.stdout, result.output
+
+    first, second = rows(
+        engine, "SELECT * FROM image_versions WHERE image_id = :id ORDER BY id", id=image_id
+    )
+    assert (first["status"], second["status"]) == ("processing", "processed")
+    assert first["valid_from"] < first["valid_to"] == second["valid_from"]
+    assert_history_consistent(engine)
+    [after] = rows(engine, "SELECT * FROM images WHERE image_id = :id", id=unchanged)
+    assert after["last_synced_at"] > before["last_synced_at"]
+    earlier, later = rows(engine, "SELECT * FROM sync_runs ORDER BY id")
+    assert earlier["status"] == ("succeeded" if previous == "finished" else "interrupted")
+    assert earlier["finished_at"] <= later["started_at"] < later["finished_at"]

@@ -106,6 +106,7 @@ def test_upgrade_creates_exactly_the_specified_schema(database_url: str, engine:
         "orders_not_found",
         "orders_failed",
         "api_requests",
+        "last_written_at",
     }
     assert {c["name"] for c in inspector.get_columns("orders")} == ORDER_COLUMNS
     assert inspector.get_pk_constraint("orders")["constrained_columns"] == ["order_id"]
@@ -161,9 +162,9 @@ def test_models_and_migrations_agree(database_url: str, engine: Engine) -> None:
 def test_downgrade_base_then_upgrade_head(database_url: str, engine: Engine) -> None:
     assert run_cli("db", "upgrade", "--database-url", database_url).exit_code == 0
     current = run_cli("db", "current", "--database-url", database_url)
-    assert current.stdout.strip() == f"0005 (head) at {masked(parse_database_url(database_url))}"
+    assert current.stdout.strip() == f"0006 (head) at {masked(parse_database_url(database_url))}"
 
-    for unconfirmed in ("base", "-5"):
+    for unconfirmed in ("base", "-6"):  # -6 from 0006 is base too
         refused = run_cli("db", "downgrade", "--database-url", database_url, "--", unconfirmed)
         assert refused.exit_code == 2, refused.output
         assert "add --yes" in refused.stderr
@@ -309,6 +310,30 @@ def test_history_migration_opens_a_version_per_image_and_downgrades_cleanly(
     assert "image_versions" not in inspect(engine).get_table_names()
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM images").scalar() == 2
+
+
+def test_last_written_at_migration_keeps_every_run_and_downgrades_cleanly(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """0005 → 0006: past runs kept, their last_written_at unknown (NULL); the next run (which
+    migrates) records its own. Back to 0005 drops the column and keeps every run."""
+    assert run_cli(*_sync_args(standin, database_url), *new_ids(2)).exit_code == 0
+    down = run_cli("db", "downgrade", "0005", "--database-url", database_url)
+    assert down.exit_code == 0, down.output
+    assert "last_written_at" not in {c["name"] for c in inspect(engine).get_columns("sync_runs")}
+
+    assert run_cli(*_sync_args(standin, database_url), *new_ids(2)).exit_code == 0
+    with engine.connect() as connection:
+        runs = connection.exec_driver_sql(
+            "SELECT id, status, last_written_at FROM sync_runs ORDER BY id"
+        ).all()
+    assert [(r.status, r.last_written_at is None) for r in runs] == [
+        ("succeeded", True),
+        ("succeeded", False),
+    ]
+    assert run_cli("db", "downgrade", "0005", "--database-url", database_url).exit_code == 0
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM sync_runs").scalar() == 2
 
 
 def _sync_args(standin: StandIn, database_url: str) -> list[str]:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
+from mirror.clock import RunClock
 from mirror.config import parse_database_url
 from mirror.lock import sync_lock
 from mirror.models import sync_runs_table
@@ -875,7 +876,7 @@ def test_a_running_run_of_a_live_process_is_never_marked_abandoned(database_url:
                 text("UPDATE sync_runs SET pid = :pid WHERE id = :id"),
                 {"pid": live.pid, "id": reused},
             )
-        store.start_run(engine, requested=1, now=now)
+        store.start_run(engine, requested=1, clock=RunClock())
         states = dict(
             (r["id"], r["status"])
             for r in rows(engine, "SELECT id, status FROM sync_runs ORDER BY id")

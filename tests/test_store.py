@@ -15,6 +15,7 @@ from strategies import BODIES
 from test_payload import ID
 
 from mirror import db, store
+from mirror.clock import RunClock
 from mirror.config import parse_database_url
 from mirror.errors import InvalidPayload
 from mirror.outcomes import Missing
@@ -90,7 +91,7 @@ def test_mark_deleted_sets_deleted_at_and_counts_on_the_run(mirror_engine: Engin
         run_id=None,
         now=now,
     )
-    run_id = store.start_run(mirror_engine, requested=1, now=now)
+    run_id = store.start_run(mirror_engine, requested=1, clock=RunClock())
     held = store.store_batch(
         mirror_engine, batch=store.Batch([], [Missing(image_id)], []), run_id=run_id, now=now
     )

@@ -11,6 +11,7 @@ from helpers import new_ids, scalar
 
 from mirror import db
 from mirror.batch import SoFar
+from mirror.clock import RunClock
 from mirror.config import parse_database_url
 from mirror.control import RunControl
 from mirror.errors import TooManyDeletions
@@ -55,7 +56,8 @@ def test_outcomes_are_written_and_404s_of_mirrored_images_held_back(tmp_path: Pa
     def writer(requested: int) -> Writer:
         guard = DeletionGuard(lambda: requested, "http://api")
         return Writer(
-            engine=engine, lock=HeldLock(), run_id=None, dry_run=False, guard=guard,
+            engine=engine, lock=HeldLock(), run_id=None, clock=RunClock(), dry_run=False,
+            guard=guard,
             order_guard=DeletionGuard(lambda: 0, "http://api.invalid", noun="orders"),
             control=control, so_far=lambda: SoFar(requested, 0, 0),
         )  # fmt: skip
