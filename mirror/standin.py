@@ -206,8 +206,11 @@ class StandInState:
 
     latency: float = 0.0
     require_key: str | None = None  # when set, any other x-api-key gets 401
-    missing: set[str] = field(default_factory=set)  # answered 404, persistently
-    records: dict[str, Any] = field(default_factory=dict)  # replaces record_for, persistently
+    # By ID only, persistently: orders and the listing embed the account's images as they are
+    # (change those with `account.edit_image` / `delete_image`, which both endpoints see), so
+    # these can also make the two endpoints disagree, as a live API does for a moment.
+    missing: set[str] = field(default_factory=set)  # answered 404
+    records: dict[str, Any] = field(default_factory=dict)  # replaces record_for
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # consumed one per request
     requests: Counter[str] = field(default_factory=Counter)  # image_id → requests seen
     paths: Counter[str] = field(default_factory=Counter)  # "GET /v3/images/{id}" → count
