@@ -4,8 +4,10 @@ databases; its invariants are checked after every kind of run, a killed one incl
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import itertools
 import json
+import os
 import random
 import signal
 import subprocess
@@ -261,3 +263,68 @@ def test_a_run_whose_clock_is_behind_the_mirrors_keeps_the_history_in_order(
     earlier, later = rows(engine, "SELECT * FROM sync_runs ORDER BY id")
     assert earlier["status"] == ("succeeded" if previous == "finished" else "interrupted")
     assert earlier["finished_at"] <= later["started_at"] < later["finished_at"]
+
+
+# libfaketime itself, preloaded into the CLI's process (the `faketime` command runs its program
+# as a child, which a kill of the command would leave running).
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))), None)
+
+
+def _on_a_skewed_clock(offset: str, *args: str) -> subprocess.Popen[str]:
+    """The CLI in its own process, its wall clock `offset` from the machine's (libfaketime;
+    its monotonic clock, which paces requests and timeouts, left alone)."""
+    assert LIBFAKETIME is not None
+    skewed = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **skewed},
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(
+    LIBFAKETIME is None,
+    reason="faketime is not installed (apt install faketime): the sync under a skewed clock "
+    "is not run here (CI installs it)",
+)
+def test_syncs_whose_clocks_disagree_keep_the_history_in_order(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """Whole processes under skewed clocks, as cron on hosts that disagree: a run an hour
+    ahead, killed midway, then one two hours behind and one on time, each changing images.
+    Every version follows the one it replaces, and every run starts after the one before."""
+    ids = new_ids(300)
+    common = ["--base-url", standin.url, "--database-url", database_url]
+
+    def serve(status: str) -> None:
+        for image_id in ids:
+            standin.state.records[image_id] = record_for(image_id) | {"status": status}
+
+    assert sync(standin, database_url, *ids, "--max-rate", "0").exit_code == 0
+    serve("processing")
+    ahead = _on_a_skewed_clock("+1h", "sync", *ids, "--max-rate", "25", *common)  # 12 s
+    deadline = time.monotonic() + 20
+    first = scalar(engine, "SELECT max(id) FROM sync_runs")
+    query = "SELECT count(*) FROM image_versions WHERE run_id > :first"
+    while not scalar(engine, query, first=first):  # its first batch committed
+        assert time.monotonic() < deadline and ahead.poll() is None, ahead.stderr
+        time.sleep(0.01)
+    ahead.kill()
+    ahead.communicate(timeout=30)
+
+    serve("processed")
+    behind = _on_a_skewed_clock("-2h", "sync", *ids, "--max-rate", "0", *common)
+    _, err = behind.communicate(timeout=60)
+    assert behind.returncode == 0, err
+    serve("error")
+    assert sync(standin, database_url, *ids, "--max-rate", "0").exit_code == 0
+
+    assert_history_consistent(engine)
+    for image_id in ids:  # oldest first
+        statuses = [v["status"] for v in versions_of(engine, image_id)]
+        assert statuses[-2:] == ["processed", "error"], (image_id, statuses)
+    runs = rows(engine, "SELECT * FROM sync_runs ORDER BY id")
+    assert [r["status"] for r in runs] == ["succeeded", "interrupted", "succeeded", "succeeded"]
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier["started_at"] < earlier["finished_at"] <= later["started_at"]
+    killed = runs[1]["id"]
+    assert scalar(engine, "SELECT count(*) FROM image_versions WHERE run_id = :r", r=killed) > 0
