@@ -227,8 +227,8 @@ def test_a_run_whose_clock_is_behind_the_mirrors_keeps_the_history_in_order(
     """A clock stepped back (NTP, a restored VM), or cron taking turns from two hosts whose
     clocks differ on one PostgreSQL: the next run must not stamp a time before the ones the
     mirror holds, or an image's new version would begin before the version it replaces and
-    reports would read the history backwards. A killed run's row has only its start, which
-    came before the batches it wrote."""
+    reports would read the history backwards. A killed run's row has no end, and its batches
+    came after its start."""
     image_id, unchanged = new_ids(2)
     body = record_for(image_id) | {"status": "processing"}
     standin.state.records[image_id] = body
@@ -306,7 +306,7 @@ def test_syncs_whose_clocks_disagree_keep_the_history_in_order(
     first = scalar(engine, "SELECT max(id) FROM sync_runs")
     query = "SELECT count(*) FROM image_versions WHERE run_id > :first"
     while not scalar(engine, query, first=first):  # its first batch committed
-        assert time.monotonic() < deadline and ahead.poll() is None, ahead.stderr
+        assert time.monotonic() < deadline and ahead.poll() is None, "it never committed"
         time.sleep(0.01)
     ahead.kill()
     ahead.communicate(timeout=30)
