@@ -177,8 +177,11 @@ def use_wal(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         return
     with connect(engine) as connection:
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-        connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+        mode = connection.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+        # SQLite keeps the rollback journal, silently, where WAL cannot work (no shared
+        # memory): then only synchronous=FULL is safe, and it stays.
+        if mode == "wal":
+            connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
 
 
 def leave_wal(engine: Engine) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
+from sqlalchemy import StaticPool, create_engine
 
 from mirror.config import parse_database_url
-from mirror.db import behind_transaction_pooler, search_path_asked
+from mirror.db import behind_transaction_pooler, search_path_asked, use_wal
 
 
 @pytest.mark.parametrize(
@@ -28,3 +32,22 @@ def test_only_pgbouncer_true_says_a_transaction_pooler_is_between() -> None:
     assert behind_transaction_pooler(parse_database_url("postgresql://u@h/db?pgbouncer=true"))
     assert not behind_transaction_pooler(parse_database_url("postgresql://u@h/db?pgbouncer=false"))
     assert not behind_transaction_pooler(parse_database_url("postgresql://u@h/db"))
+
+
+def test_a_database_that_cannot_use_wal_keeps_its_safe_synchronous_setting(
+    tmp_path: Path,
+) -> None:
+    """Where WAL cannot work (a VFS without shared memory: `unix-none` stands in for such a
+    file system), SQLite keeps the rollback journal and says nothing; the sync's connection
+    must then keep synchronous=FULL, the only setting that journal is safe with."""
+    path = tmp_path / "m.db"
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(f"file:{path}?vfs=unix-none", uri=True),
+        poolclass=StaticPool,  # one connection: the one use_wal set up is the one read back
+    )
+    use_wal(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
