@@ -1,11 +1,14 @@
 """`python -m mirror` and the console script: the signals that stop a run are noted from the
 first step, before the imports, so a signal during start-up still exits 130 (not 143, and not
-wherever it would land as KeyboardInterrupt: `mirror.interrupts`); and the cyclic garbage
-collector is tuned for a process that makes many short-lived objects."""
+wherever it would land as KeyboardInterrupt: `mirror.interrupts`); standard streams that were
+closed are given /dev/null; and the cyclic garbage collector is tuned for a process that makes
+many short-lived objects."""
 
 from __future__ import annotations
 
 import gc
+import os
+import sys
 
 from mirror import interrupts
 
@@ -19,6 +22,7 @@ GC_THRESHOLDS = (10_000, 10, 10)
 
 def main() -> None:
     interrupts.defer()
+    _closed_streams_to_devnull()
     gc.set_threshold(*GC_THRESHOLDS)
     from mirror.cli import main as cli_main
 
@@ -29,6 +33,23 @@ def main() -> None:
         # The interpreter's shutdown collections would walk every object the imports made
         # (0.2 s of every cron run, measured); frozen, they are skipped. Nothing else changes.
         gc.freeze()
+
+
+def _closed_streams_to_devnull() -> None:
+    """A process started with stdout or stderr closed (`>&-`, some supervisors) has None for
+    sys.stdout or sys.stderr, and a sync stopped at its first message to them, having done
+    nothing (exit 1); each closed descriptor would also be taken by the next file opened, and
+    what is written to it would land there. Each gets /dev/null instead, as daemons do."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (for the process)
 
 
 if __name__ == "__main__":

@@ -1691,3 +1691,23 @@ def test_the_database_file_is_never_opened_beside_a_sqlite_connection(
         assert code == "0", result.stderr
         assert "connect" in events
         assert "'open'" not in events.split("'connect'", 1)[1], events
+
+
+@pytest.mark.parametrize(("given", "exit_code"), [("five IDs", 0), ("a bad ID", 2)])
+def test_a_sync_started_with_its_standard_streams_closed_runs_as_with_dev_null(
+    standin: StandIn, database_url: str, engine: Engine, given: str, exit_code: int
+) -> None:
+    """A supervisor or a cron wrapper may start a job with stdin, stdout and stderr closed
+    (`<&- >&- 2>&-`): Python then has None for sys.stdout and sys.stderr, and the sync
+    stopped at its first message to them, exit 1, having done nothing. Now it runs as it
+    would with /dev/null: its exit code and its rows are those of any run."""
+    ids = new_ids(5) if given == "five IDs" else [*new_ids(4), "not-a-uuid"]
+    command = [sys.executable, "-m", "mirror", "sync", *ids,
+               "--base-url", standin.url, "--database-url", database_url]  # fmt: skip
+    closed = subprocess.run(["sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh", *command], timeout=60)
+    assert closed.returncode == exit_code
+    if exit_code == 0:
+        assert [r["status"] for r in rows(engine, "SELECT status FROM sync_runs")] == ["succeeded"]
+        assert scalar(engine, "SELECT count(*) FROM images") == 5
+    else:
+        assert standin.state.total_requests == 0
