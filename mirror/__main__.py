@@ -1,12 +1,13 @@
 """`python -m mirror` and the console script: the signals that stop a run are noted from the
 first step, before the imports, so a signal during start-up still exits 130 (not 143, and not
 wherever it would land as KeyboardInterrupt: `mirror.interrupts`); standard streams that were
-closed are given /dev/null; and the cyclic garbage collector is tuned for a process that makes
-many short-lived objects."""
+closed are given /dev/null, and stdout escapes what its encoding cannot write; and the cyclic
+garbage collector is tuned for a process that makes many short-lived objects."""
 
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 
@@ -23,6 +24,7 @@ GC_THRESHOLDS = (10_000, 10, 10)
 def main() -> None:
     interrupts.defer()
     _closed_streams_to_devnull()
+    _unencodable_output_escaped()
     gc.set_threshold(*GC_THRESHOLDS)
     from mirror.cli import main as cli_main
 
@@ -50,6 +52,15 @@ def _closed_streams_to_devnull() -> None:
                 os.close(devnull)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (for the process)
+
+
+def _unencodable_output_escaped() -> None:
+    """Under a locale that is not UTF-8 (ISO-8859-1, or PYTHONIOENCODING=ascii), an image
+    name the terminal's encoding lacks ended a `report` in a traceback: on
+    stdout, as on stderr already, such a character is written as an escape (\\U0001f373).
+    (CSV and JSON, for programs, are UTF-8 and ASCII whatever the locale.)"""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":

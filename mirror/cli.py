@@ -753,7 +753,9 @@ def report(
     engine = open_existing_mirror(ctx, database_url)
     result = run_report(engine, reports[name], since=first, until=last)
     chosen = output_format or ("table" if sys.stdout.isatty() else "csv")
-    click.echo(render(result, chosen), nl=False)
+    rendered = render(result, chosen)
+    # CSV is data for other programs: UTF-8 whatever the locale, never a character lost.
+    click.echo(rendered.encode() if chosen == "csv" else rendered, nl=False)
 
 
 @cli.command(name="stand-in")

@@ -8,7 +8,10 @@ import datetime as dt
 import io
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from fractions import Fraction
 from typing import Any
 
@@ -515,3 +518,27 @@ def test_the_order_reports_filter_the_day_created(
         got = report_json(database_url, name, "--since", "2026-03-03", "--until", "2026-03-03")
         assert first in [r["order_id"] for r in got], name
         assert second not in [r["order_id"] for r in got], name
+
+
+def test_a_locale_that_is_not_utf8_neither_chokes_on_a_name_nor_loses_it(
+    standin: StandIn, database_url: str
+) -> None:
+    """Under a legacy locale (here PYTHONIOENCODING=latin-1), an image name with a character
+    the locale lacks ended `report` in a traceback. CSV is UTF-8 whatever the locale, every
+    character kept; a table escapes what the terminal's encoding cannot show."""
+    parent, child = new_ids(2)
+    name = "kitchen \U0001f373 na\u00efve.jpg"
+    restaged = {"image_name": name, "parent_image_id": parent}
+    standin.state.records[child] = record_for(child) | restaged
+    sync(standin, database_url, child, parent)
+    report = [sys.executable, "-m", "mirror", "report", "restaged", "--database-url", database_url]
+    latin1 = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+
+    as_csv = subprocess.run([*report, "--format", "csv"], capture_output=True, env=latin1)
+    assert as_csv.returncode == 0, as_csv.stderr
+    table = csv.DictReader(io.StringIO(as_csv.stdout.decode("utf-8")))
+    assert [r["image_name"] for r in table if r["image_id"] == child] == [name]
+
+    as_table = subprocess.run([*report, "--format", "table"], capture_output=True, env=latin1)
+    assert as_table.returncode == 0, as_table.stderr
+    assert "kitchen \\U0001f373 na\u00efve.jpg" in as_table.stdout.decode("latin-1")
