@@ -50,15 +50,15 @@ def _closed_streams_to_devnull() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (for the process)
+        if getattr(sys, name) is None:  # a stream for the rest of the process, never closed
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def _unencodable_output_escaped() -> None:
     """Under a locale that is not UTF-8 (ISO-8859-1, or PYTHONIOENCODING=ascii), an image
-    name the terminal's encoding lacks ended a `report` in a traceback: on
-    stdout, as on stderr already, such a character is written as an escape (\\U0001f373).
-    (CSV and JSON, for programs, are UTF-8 and ASCII whatever the locale.)"""
+    name with a character the encoding lacks ended a `report` in a traceback. On stdout, as
+    on stderr already, such a character is written as an escape (\\U0001f373). (CSV and
+    JSON, for programs, are UTF-8 and ASCII whatever the locale.)"""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
 
