@@ -1,8 +1,8 @@
 """`python -m mirror` and the console script: the signals that stop a run are noted from the
 first step, before the imports, so a signal during start-up still exits 130 (not 143, and not
-wherever it would land as KeyboardInterrupt: `mirror.interrupts`); standard streams that were
-closed are given /dev/null, and stdout escapes what its encoding cannot write; and the cyclic
-garbage collector is tuned for a process that makes many short-lived objects."""
+wherever it would land as KeyboardInterrupt: `mirror.interrupts`); a closed stdout or stderr is
+given /dev/null, and stdout escapes what its encoding cannot write; and the cyclic garbage
+collector is tuned for a process that makes many short-lived objects."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def _closed_streams_to_devnull() -> None:
     """A process started with stdout or stderr closed (`>&-`, some supervisors) has None for
     sys.stdout or sys.stderr, and a sync stopped at its first message to them, having done
     nothing (exit 1); each closed descriptor would also be taken by the next file opened, and
-    what is written to it would land there. Each gets /dev/null instead, as daemons do."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+    what is written to it would land there. Each gets /dev/null instead, as daemons do.
+    (Not stdin: `--from-file -` says it is closed, rather than reading nothing from it.)"""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
         except OSError:
@@ -51,7 +52,7 @@ def _closed_streams_to_devnull() -> None:
                 os.dup2(devnull, fd)
                 os.close(devnull)
         if getattr(sys, name) is None:  # a stream for the rest of the process, never closed
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115
 
 
 def _unencodable_output_escaped() -> None:
