@@ -10,6 +10,7 @@
     │   │   └── TransientDatabaseError  may pass (a lost session, ...): tried once more first
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images
     │   ├── ListingRunaway          the order listing repeats a page token or never ends
+    │   ├── SpoolFailed             the run's list of image IDs found no room in TMPDIR
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
     │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
     ├── LockHeld                75: another sync holds the database's lock
@@ -74,6 +75,11 @@ class ListingRunaway(FatalError):
 
 class NoMirror(FatalError):
     pass
+
+
+class SpoolFailed(FatalError):
+    """The temporary file that holds a run's image IDs could not be made or written (TMPDIR
+    full or not writable): before anything is fetched."""
 
 
 class LockHeld(MirrorError):

@@ -12,11 +12,11 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
-from mirror.errors import InputError
+from mirror.errors import InputError, SpoolFailed
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 MAX_ERRORS_SHOWN = 20
@@ -75,13 +75,17 @@ class RequestedIds:
         spool = self._spool
         if spool is None:
             raise RuntimeError("RequestedIds can be extended only before iterating")
-        spool.seek(0, 2)
         added = 0
-        for image_id in image_ids:
-            key = int(image_id.replace("-", ""), 16)
-            if key not in self._unique:
-                spool.write(key.to_bytes(16, "big"))
-                added += 1
+        try:
+            spool.seek(0, 2)
+            for image_id in image_ids:
+                key = int(image_id.replace("-", ""), 16)
+                if key not in self._unique:
+                    spool.write(key.to_bytes(16, "big"))
+                    added += 1
+            spool.flush()  # a full disk says so here, before anything is fetched
+        except OSError as exc:
+            raise _spool_failed(exc) from None
         self._count += added
         return added
 
@@ -111,7 +115,10 @@ def collect_ids(source: IdSource) -> RequestedIds:
     """
     unique: set[int] = set()
     errors: list[str] = []
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 (handed to RequestedIds, which closes it)
+    try:
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (handed to RequestedIds, which closes it)
+    except OSError as exc:
+        raise _spool_failed(exc) from None
     try:
         for where, raw in _entries(source):
             image_id = canonical_id(raw)
@@ -123,11 +130,15 @@ def collect_ids(source: IdSource) -> RequestedIds:
                 unique.add(key)
                 if not errors:
                     spool.write(key.to_bytes(16, "big"))
+        spool.flush()  # a full disk says so here, before anything is fetched
+    except OSError as exc:
+        _close_quietly(spool)
+        raise _spool_failed(exc) from None
     except BaseException:
-        spool.close()
+        _close_quietly(spool)
         raise
     if errors:
-        spool.close()
+        _close_quietly(spool)
         raise _invalid(
             errors, "image ID", "expected UUIDs like 3f6c2a9e-8b1d-4c57-9e2a-6d0b7f41c8a5"
         )
@@ -151,6 +162,20 @@ def collect_order_ids(source: IdSource) -> list[str]:
         rule = f"1 to {MAX_ORDER_ID_LENGTH} characters, no whitespace or control characters"
         raise _invalid(errors, "order ID", rule)
     return list(unique)
+
+
+def _spool_failed(exc: OSError) -> SpoolFailed:
+    return SpoolFailed(
+        f"cannot keep the run's list of image IDs in a temporary file in "
+        f"{tempfile.gettempdir()}: {exc.strerror or exc}; make room there, or set TMPDIR to "
+        "a directory with room (nothing was fetched or written)"
+    )
+
+
+def _close_quietly(spool: BinaryIO) -> None:
+    """Close a spool that is given up on: what it still buffered may not fit either."""
+    with suppress(OSError):
+        spool.close()
 
 
 def _invalid(errors: list[str], what: str, rule: str) -> InputError:

@@ -1711,3 +1711,44 @@ def test_a_sync_started_with_its_standard_streams_closed_runs_as_with_dev_null(
         assert scalar(engine, "SELECT count(*) FROM images") == 5
     else:
         assert standin.state.total_requests == 0
+
+
+@pytest.mark.parametrize("ids_from", ["a file", "the mirror (--unfinished)"])
+def test_a_full_temporary_directory_is_exit_3_naming_it_before_anything_is_fetched(
+    standin: StandIn, database_url: str, engine: Engine, tmp_path: Path, ids_from: str
+) -> None:
+    """A run keeps its list of image IDs in a temporary file (TMPDIR, /tmp by default), and a
+    full /tmp is common: it was a traceback, exit 1 (cron's "partial"). Now exit 3 naming the
+    directory and the fix, nothing fetched, no run recorded."""
+    ids = new_ids(600)  # 9.6 KB of IDs
+    for image_id in ids:
+        standin.state.records[image_id] = record_for(image_id) | {"status": "processing"}
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    if ids_from == "a file":
+        given = ["--from-file", str(tmp_path / "ids.txt")]
+    else:
+        assert run_cli("sync", *ids, "--max-rate", "0", "--base-url", standin.url,
+                       "--database-url", database_url).exit_code == 0  # fmt: skip
+        given = ["--unfinished"]
+
+    def recorded_runs() -> int:
+        if "sync_runs" not in inspect(engine).get_table_names():
+            return 0
+        return int(scalar(engine, "SELECT count(*) FROM sync_runs"))
+
+    runs_before = recorded_runs()
+    standin.state.reset()
+    full = tmp_path / "tmp"
+    full.mkdir()
+    with mounted(full, "-t", "tmpfs", "-o", "size=8k", "tmpfs"):
+        (full / "filler").write_bytes(b"x" * 4096)  # 4 KB left
+        process = start_cli(
+            "sync", *given, "--base-url", standin.url, "--database-url", database_url,
+            env={"TMPDIR": str(full)},
+        )  # fmt: skip
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, err
+    assert f"in a temporary file in {full}: No space left on device" in err
+    assert "Traceback" not in err and out == ""
+    assert standin.state.total_requests == 0
+    assert recorded_runs() == runs_before
