@@ -165,10 +165,14 @@ def collect_order_ids(source: IdSource) -> list[str]:
 
 
 def _spool_failed(exc: OSError) -> SpoolFailed:
+    try:
+        where = tempfile.gettempdir()
+    except OSError:  # none usable at all: the error names the places tried
+        where = "TMPDIR or /tmp"
     return SpoolFailed(
-        f"cannot keep the run's list of image IDs in a temporary file in "
-        f"{tempfile.gettempdir()}: {exc.strerror or exc}; make room there, or set TMPDIR to "
-        "a directory with room (nothing was fetched or written)"
+        f"cannot keep the run's list of image IDs in a temporary file in {where}: "
+        f"{exc.strerror or exc}; make room there, or set TMPDIR to a directory with room "
+        "(nothing was fetched or written)"
     )
 
 
