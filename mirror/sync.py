@@ -43,6 +43,7 @@ from mirror.errors import DatabaseBusy, Interrupted, MirrorError, TransientDatab
 from mirror.fetching import fetch_worker
 from mirror.ids import RequestedIds
 from mirror.intake import Intake, RunPlan
+from mirror.limits import allow_open_files_for
 from mirror.listing import Listing
 from mirror.lock import HeldLock, sqlite_file_lock, sync_lock
 from mirror.outcomes import (
@@ -238,6 +239,7 @@ def sync_images(
     """
     started = time.monotonic()
     late = engine if isinstance(engine, LateDatabase) else None
+    allow_open_files_for(options.api.concurrency)
     with _lock(engine, options) as held:
         ending = _Ending(started=time.time())
         clock = RunClock()

@@ -1752,3 +1752,30 @@ def test_a_full_temporary_directory_is_exit_3_naming_it_before_anything_is_fetch
     assert "Traceback" not in err and out == ""
     assert standin.state.total_requests == 0
     assert recorded_runs() == runs_before
+
+
+def test_a_low_soft_limit_on_open_files_is_raised_for_the_connections_a_run_needs(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    """Linux's usual soft limit on open files is 1024, and `--concurrency` goes up to 1024:
+    connections beyond the limit failed with "Too many open files", and the run stopped as if
+    the API were unreachable (exit 3). The soft limit is raised within the hard one."""
+    import resource
+
+    ids = new_ids(300)
+    standin.state.latency = 0.05  # every connection open at once
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 200:
+        pytest.skip(f"the hard limit on open files here is {hard}")
+
+    command = [
+        sys.executable, "-m", "mirror", "sync", *ids, "--concurrency", "100", "--max-rate", "0",
+        "--base-url", standin.url, "--database-url", database_url,
+    ]  # fmt: skip
+    process = subprocess.run(
+        ["sh", "-c", 'ulimit -Sn 48 && exec "$@"', "sh", *command],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert scalar(engine, "SELECT count(*) FROM images") == 300
+    assert standin.state.max_in_flight > 48
