@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,18 +38,29 @@ if TYPE_CHECKING:
 # of every sync, which normally finds the schema current.
 #
 
-DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds to wait for another process's lock
+DEFAULT_LOCK_TIMEOUT = 30.0  # seconds to wait for another process's or session's lock
+LOCK_TIMEOUT_VARIABLE = "MIRROR_LOCK_TIMEOUT"
+# Its first name, when only SQLite's lock was waited for; still read.
+_OLD_LOCK_TIMEOUT_VARIABLE = "MIRROR_SQLITE_BUSY_TIMEOUT"
 
 
-def sqlite_busy_timeout() -> float:
-    """MIRROR_SQLITE_BUSY_TIMEOUT (seconds), else the default."""
-    raw = os.environ.get("MIRROR_SQLITE_BUSY_TIMEOUT", "")
+def lock_timeout() -> float:
+    """MIRROR_LOCK_TIMEOUT (or MIRROR_SQLITE_BUSY_TIMEOUT, its first name), in seconds, else
+    the default: how long a statement waits for a lock that another process (SQLite) or
+    session (PostgreSQL) holds before the run stops with exit 75. Waiting without end, a
+    cron job hung behind a transaction somebody left open, and every later run exited 75."""
+    for name in (LOCK_TIMEOUT_VARIABLE, _OLD_LOCK_TIMEOUT_VARIABLE):
+        raw = os.environ.get(name, "")
+        if raw.strip():
+            break
+    else:
+        return DEFAULT_LOCK_TIMEOUT
     try:
-        value = float(raw) if raw.strip() else DEFAULT_SQLITE_BUSY_TIMEOUT
+        value = float(raw)
     except ValueError:
-        raise InputError(f"MIRROR_SQLITE_BUSY_TIMEOUT must be seconds, not {raw!r}") from None
+        raise InputError(f"{name} must be seconds, not {raw!r}") from None
     if not 0 <= value <= 86_400:
-        raise InputError(f"MIRROR_SQLITE_BUSY_TIMEOUT must be 0 to 86400 seconds, not {raw!r}")
+        raise InputError(f"{name} must be 0 to 86400 seconds, not {raw!r}")
     return value
 
 
@@ -84,7 +96,7 @@ def create_db_engine(url: URL, *, writing: bool = False) -> Engine:
 
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
-        timeout = sqlite_busy_timeout()
+        timeout = lock_timeout()
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -99,6 +111,9 @@ def _create_engine(url: URL) -> Engine:
         pool_pre_ping=True,  # a connection the server dropped is replaced, not used
         connect_args=connect_args,
     )
+    # SET LOCAL in each transaction, not SET once per session: behind a pooler a session's
+    # setting would stay on a server session that other clients are given next.
+    event.listen(engine, "begin", _PostgresLockTimeout(lock_timeout()))
     asked = search_path_asked(url)
     if asked is not None:
         event.listen(engine, "connect", _SearchPathCheck(asked, masked(url)))
@@ -146,6 +161,29 @@ class _SearchPathCheck:
                 "Connect to the server itself, or give the role that search_path: ALTER ROLE "
                 f"... SET search_path = {self._asked}"
             )
+
+
+class _PostgresLockTimeout:
+    """Bounds each transaction's wait for a lock another session holds (`lock_timeout`): a
+    transaction left open in psql on a row of `images` held a sync for as long as it stayed
+    open, and SIGTERM could not stop the run before it ended."""
+
+    def __init__(self, seconds: float) -> None:
+        self._statement = pg_lock_timeout_statement(seconds)
+
+    def __call__(self, connection: Connection) -> None:
+        # On the driver's connection: a statement of the Connection would take its execution
+        # options, and with stream_results be sent as `DECLARE ... CURSOR FOR SET ...`.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(self._statement)
+        finally:
+            cursor.close()
+
+
+def pg_lock_timeout_statement(seconds: float) -> str:
+    """`SET LOCAL lock_timeout`, in whole milliseconds; at least 1, as 0 means no limit there."""
+    return f"SET LOCAL lock_timeout = {max(1, round(seconds * 1000)):d}"
 
 
 def _schema_names(search_path: str) -> list[str]:
@@ -206,16 +244,16 @@ def leave_wal(engine: Engine) -> None:
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
     """A connection; any database error, connecting or inside the block, is raised as
-    `database_error`'s exception (exit 3, or 75 for another process's SQLite lock)."""
+    `database_error`'s exception (exit 3, or 75 for another's lock held past the timeout)."""
     try:
         connection = engine.connect()
     except (SQLAlchemyError, OSError) as exc:
-        raise database_error(engine.url, exc) from None
+        raise database_error(engine, exc) from None
     with connection:
         try:
             yield connection
         except SQLAlchemyError as exc:
-            raise database_error(engine.url, exc) from None
+            raise database_error(engine, exc) from None
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -238,29 +276,88 @@ def sqlite_file_missing(url: URL) -> bool:
     return path is not None and not path.exists()
 
 
-def is_sqlite_busy(url: URL, exc: BaseException) -> bool:
-    """Whether `exc` is SQLite giving up on another process's lock ("database is locked")."""
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout passed
+
+
+def lock_timed_out(url: URL, exc: BaseException) -> bool:
+    """Whether `exc` is a wait for another's lock that ran out: SQLite's "database is locked"
+    past its busy timeout, PostgreSQL's lock_timeout."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    return url.get_backend_name() == "sqlite" and "locked" in str(original)
+    if url.get_backend_name() == "sqlite":
+        return "locked" in str(original)
+    return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def database_error(url: URL, exc: BaseException) -> FatalError | DatabaseBusy:
+def database_error(engine: Engine, exc: BaseException) -> FatalError | DatabaseBusy:
     """The exception to raise for a database error: DatabaseBusy (exit 75) when another
-    process held a SQLite lock past the busy timeout, else DatabaseUnavailable (3), as
+    process or session held a lock past the lock timeout, else DatabaseUnavailable (3), as
     TransientDatabaseError when one more try may succeed."""
+    url = engine.url
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    if is_sqlite_busy(url, exc):
+    if lock_timed_out(url, exc):
+        if url.get_backend_name() == "sqlite":
+            return DatabaseBusy(
+                f"another process holds a lock on the database {masked(url)} "
+                f"(waited {lock_timeout():g} s: {original}); nothing was lost, "
+                "try again when it has finished (a long transaction open in a sqlite3 shell, a "
+                "read still going as a sync starts, or a backup, holds it)"
+            )
         return DatabaseBusy(
-            f"another process holds a lock on the database {masked(url)} "
-            f"(waited {sqlite_busy_timeout():g} s: {original}); nothing was lost, "
-            "try again when it has finished (a long transaction open in a sqlite3 shell, a "
-            "read still going as a sync starts, or a backup, holds it)"
+            f"another session holds a lock on the database {masked(url)} (waited "
+            f"{lock_timeout():g} s, {LOCK_TIMEOUT_VARIABLE}){_lock_holders(engine)}; nothing "
+            "was lost, try again when it has finished (a transaction left open in psql or "
+            "another client, VACUUM FULL, or ALTER TABLE or CREATE INDEX on the mirror's "
+            "tables holds such locks; COMMIT or ROLLBACK in that session ends one, so does "
+            "SELECT pg_terminate_backend(pid))"
         )
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         return TransientDatabaseError(describe_db_error(url, exc))
     return DatabaseUnavailable(describe_db_error(url, exc))
+
+
+_MAX_HOLDERS_NAMED = 3
+
+
+def _lock_holders(engine: Engine) -> str:
+    """`: held by pid 4711 (psql, role ana, from 10.0.0.5, idle in transaction since ...,
+    RowExclusiveLock on images)`: the other sessions whose transactions hold locks on the
+    mirror's tables, the oldest first; empty when they cannot be read (a role that may not
+    see other roles' sessions sees no pids)."""
+    statement = text(
+        "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.state, a.xact_start, "
+        "  string_agg(DISTINCT l.mode || ' on ' || c.relname, ', ') AS locks "
+        "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p') "
+        "  AND a.pid <> pg_backend_pid() "
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "  AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+        "GROUP BY a.pid, a.application_name, a.usename, a.client_addr, a.state, a.xact_start "
+        "ORDER BY a.xact_start NULLS LAST"
+    )
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(statement).all()
+    except (SQLAlchemyError, OSError):
+        return ""
+    named = [_holder(row) for row in rows[:_MAX_HOLDERS_NAMED]]
+    if not named:
+        return ""
+    more = len(rows) - len(named)
+    return ": held by " + "; ".join(named) + (f"; and {more} more" if more else "")
+
+
+def _holder(row: Any) -> str:
+    pid, application, role, client, state, since, locks = row
+    # Of another role's session only its pid, role and application are shown, outside
+    # superusers and pg_read_all_stats: the rest is NULL then.
+    where = f", from {client}" if client else ""
+    opened = f" since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if since else ""
+    named = application or "no application name"
+    state = state or "its state hidden from this role"
+    return f"pid {pid} ({named}, role {role}{where}, {state}{opened}, {locks})"
 
 
 def describe_db_error(url: URL, exc: BaseException) -> str:

@@ -24,7 +24,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mirror.batch import Batch, SoFar, Stored
 from mirror.clock import RunClock
-from mirror.db import sqlite_busy_timeout
+from mirror.db import lock_timeout as default_lock_timeout
+from mirror.db import pg_lock_timeout_statement
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
@@ -132,13 +133,18 @@ def finish_run(
     orders_requested: int | None = None,
     api_requests: int | None = None,
     error: str | None = None,
-    busy_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> None:
-    """Record the end of a run. `busy_timeout`: on SQLite, wait at most this many seconds
-    for another writer (after a failed run, not the usual 30)."""
+    """Record the end of a run. `lock_timeout`: wait at most this many seconds for another's
+    lock (after a failed run, not the usual 30)."""
+    sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as connection:
-        if busy_timeout is not None and connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if lock_timeout is not None:
+            connection.exec_driver_sql(
+                f"PRAGMA busy_timeout={int(lock_timeout * 1000)}"
+                if sqlite
+                else pg_lock_timeout_statement(lock_timeout)
+            )
         connection.execute(
             update(sync_runs_table)
             .where(sync_runs_table.c.id == run_id)
@@ -153,8 +159,8 @@ def finish_run(
                 **({} if api_requests is None else {"api_requests": api_requests}),
             )
         )
-        if busy_timeout is not None and connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(sqlite_busy_timeout() * 1000)}")
+        if lock_timeout is not None and sqlite:  # a connection's setting: put back
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(default_lock_timeout() * 1000)}")
 
 
 def store_batch(

@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # imported by the run when it needs the database (see LateDat
 # Recording the end of a run after a database failure: a few tries, not minutes of them.
 CLOSE_ATTEMPTS = 3
 CLOSE_RETRY_SECONDS = 1.0
-CLOSE_BUSY_TIMEOUT = 3.0  # seconds a SQLite writer may hold us up here
+CLOSE_LOCK_TIMEOUT = 3.0  # seconds another's lock may hold up the recording of a run's end
 _T = TypeVar("_T")
 # This many failed connection attempts, with no answer from the API at all, means it is not
 # there (see api.Reachability).
@@ -701,7 +701,7 @@ class _Run:
         from mirror import store
 
         fatal = self.control.fatal
-        # Another process's SQLite write lock will not be gone in a second: one try then.
+        # Another's lock, waited for already, will not be gone in a second: one try then.
         attempts = 1 if isinstance(fatal, DatabaseBusy) else CLOSE_ATTEMPTS
         for attempt in range(attempts):
             try:
@@ -716,7 +716,7 @@ class _Run:
                     api_requests=self.fetcher.requests,
                     now=self.clock.now(),
                     error=error,
-                    busy_timeout=CLOSE_BUSY_TIMEOUT,
+                    lock_timeout=CLOSE_LOCK_TIMEOUT,
                 )
                 return
             except SQLAlchemyError:
@@ -810,7 +810,7 @@ def _db_call(engine: Engine, fn: Callable[..., int], **kwargs: Any) -> int:
     try:
         return fn(engine, **kwargs)
     except SQLAlchemyError as exc:
-        raise db.database_error(engine.url, exc) from None
+        raise db.database_error(engine, exc) from None
 
 
 def _once_more_if_transient(step: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -286,7 +286,7 @@ class Writer:
                 self._control.abort(exc)
                 return None
             except SQLAlchemyError as exc:
-                error = db.database_error(engine.url, exc)
+                error = db.database_error(engine, exc)
                 if attempt == 1 and isinstance(error, TransientDatabaseError):
                     continue
                 self._control.abort(error)

@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import StaticPool, create_engine
 
 from mirror.config import parse_database_url
-from mirror.db import behind_transaction_pooler, search_path_asked, use_wal
+from mirror.db import (
+    DEFAULT_LOCK_TIMEOUT,
+    behind_transaction_pooler,
+    lock_timeout,
+    pg_lock_timeout_statement,
+    search_path_asked,
+    use_wal,
+)
+from mirror.errors import InputError
 
 
 @pytest.mark.parametrize(
@@ -51,3 +59,35 @@ def test_a_database_that_cannot_use_wal_keeps_its_safe_synchronous_setting(
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("environment", "seconds"),
+    [
+        ({}, DEFAULT_LOCK_TIMEOUT),
+        ({"MIRROR_LOCK_TIMEOUT": "2.5"}, 2.5),
+        ({"MIRROR_SQLITE_BUSY_TIMEOUT": "4"}, 4.0),  # its first name, still read
+        ({"MIRROR_LOCK_TIMEOUT": "1", "MIRROR_SQLITE_BUSY_TIMEOUT": "4"}, 1.0),
+        ({"MIRROR_LOCK_TIMEOUT": " "}, DEFAULT_LOCK_TIMEOUT),
+    ],
+)
+def test_the_lock_timeout_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], seconds: float
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert lock_timeout() == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "86401", "nan"])
+def test_a_lock_timeout_that_is_not_seconds_is_an_input_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MIRROR_LOCK_TIMEOUT", value)
+    with pytest.raises(InputError, match=f"MIRROR_LOCK_TIMEOUT must be .*{value!r}"):
+        lock_timeout()
+
+
+def test_no_wait_on_postgresql_is_one_millisecond_as_0_there_means_no_limit() -> None:
+    assert pg_lock_timeout_statement(0) == "SET LOCAL lock_timeout = 1"
+    assert pg_lock_timeout_statement(2.5) == "SET LOCAL lock_timeout = 2500"

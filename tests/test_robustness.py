@@ -1239,7 +1239,7 @@ def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
     try:
         result = run_cli(
             "sync", *new_ids(3), "--base-url", standin.url, "--database-url", str(path),
-            env={"MIRROR_SQLITE_BUSY_TIMEOUT": "1"},
+            env={"MIRROR_LOCK_TIMEOUT": "1"},
         )  # fmt: skip
     finally:
         blocker.rollback()
@@ -1247,6 +1247,73 @@ def test_a_sqlite_writer_holding_the_file_past_the_timeout_is_exit_75(
     assert result.exit_code == 75, result.output
     assert "another process holds a lock on the database" in result.stderr
     assert time.monotonic() - started < 10
+
+
+@contextmanager
+def transaction_left_open(url: str, statement: str) -> Iterator[int]:
+    """Another client's transaction, as a psql session left after BEGIN: `statement` done,
+    its locks held until the block ends, or for 15 s at most (the server then ends the
+    session: code that waits for it fails a test, rather than hang it). Yields its pid."""
+    import psycopg
+
+    plain = parse_database_url(url).set(drivername="postgresql")
+    session = psycopg.connect(plain.render_as_string(hide_password=False))
+    try:
+        session.execute("SET application_name = 'left-open-by-ana'")
+        session.execute("SET idle_in_transaction_session_timeout = '15s'")
+        session.commit()
+        session.execute(statement)
+        yield int(session.info.backend_pid)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            session.rollback()
+        session.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("statement", "what"),
+    [
+        # A row of `images` updated and not committed: the run's batch waits on its row lock.
+        ("UPDATE images SET image_name = 'mine' WHERE image_id = '{id}'", "RowExclusiveLock"),
+        # A read left open: the run's migration of sync_runs (0005 -> 0006) waits on it.
+        ("SELECT count(*) FROM sync_runs", "AccessShareLock on sync_runs"),
+    ],
+    ids=["row-lock", "migration"],
+)
+def test_a_postgres_transaction_left_open_stops_the_run_with_exit_75_naming_it(
+    standin: StandIn, postgres_url: str, statement: str, what: str
+) -> None:
+    """Before, the run waited as long as the other transaction stayed open (SIGTERM too:
+    it commits what was fetched), and every cron run after it exited 75 on the sync lock."""
+    ids = new_ids(20)
+    common = ("--base-url", standin.url, "--database-url", postgres_url)
+    assert run_cli("sync", *ids, *common).exit_code == 0
+    if what.endswith("sync_runs"):
+        assert run_cli("db", "downgrade", "0005", *common[2:]).exit_code == 0
+    standin.state.records.update({ids[0]: {**record_for(ids[0]), "image_name": "renamed"}})
+    started = time.monotonic()
+    with transaction_left_open(postgres_url, statement.format(id=ids[0])) as pid:
+        result = run_cli("sync", *ids, *common, env={"MIRROR_LOCK_TIMEOUT": "1"})
+    assert result.exit_code == 75, result.output
+    assert time.monotonic() - started < 20
+    assert "another session holds a lock on the database" in result.stderr
+    assert f"held by pid {pid} (left-open-by-ana, " in result.stderr
+    assert what in result.stderr
+    assert "Xq7" not in result.stderr and "password" not in result.stderr
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    name = scalar(engine, "SELECT image_name FROM images WHERE image_id = :id", id=ids[0])
+    assert name != "mine"  # the other transaction was rolled back, nothing of it stayed
+    # Once it has ended, the next run goes through (and migrates).
+    again = run_cli("sync", *ids, *common)
+    assert again.exit_code == 0, again.output
+    name = scalar(engine, "SELECT image_name FROM images WHERE image_id = :id", id=ids[0])
+    assert name == "renamed"
+    statuses = [r["status"] for r in rows(engine, "SELECT status FROM sync_runs ORDER BY id")]
+    engine.dispose()
+    assert statuses[-1] == "succeeded"
+    if what.startswith("RowExclusive"):  # the blocked run was recorded, and how it ended
+        assert statuses[-2] == "failed"
 
 
 @pytest.mark.parametrize(
