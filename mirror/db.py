@@ -172,13 +172,7 @@ class _PostgresLockTimeout:
         self._statement = pg_lock_timeout_statement(seconds)
 
     def __call__(self, connection: Connection) -> None:
-        # On the driver's connection: a statement of the Connection would take its execution
-        # options, and with stream_results be sent as `DECLARE ... CURSOR FOR SET ...`.
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(self._statement)
-        finally:
-            cursor.close()
+        connection.exec_driver_sql(self._statement)
 
 
 def pg_lock_timeout_statement(seconds: float) -> str:

@@ -68,8 +68,10 @@ def selected_ids(connection: Connection, selection: Selection, *, now: datetime)
         .where(images.deleted_at.is_(None), or_(*conditions))
         .order_by(images.image_id)
     )
-    result = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(
-        query
+    # Streamed, this statement alone: set on the connection, the options would also take the
+    # statement that opens its transaction (db's lock timeout) as a cursor to stream.
+    result = connection.execute(
+        query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH}
     )
     for (image_id,) in result:
         yield str(image_id)
