@@ -85,6 +85,10 @@ class RequestedIds:
                     added += 1
             spool.flush()  # a full disk says so here, before anything is fetched
         except OSError as exc:
+            # Closed here: left to the collector, its flush of what it buffered failed again
+            # as "Exception ignored ... No space left on device" (Python 3.13).
+            self._spool = None
+            _close_quietly(spool)
             raise _spool_failed(exc) from None
         self._count += added
         return added

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from helpers import new_ids, run_cli
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text, update
 
 from mirror.errors import InputError
+from mirror.models import images_table, orders_table
 from mirror.selections import Selection, images_of_deleted_orders, parse_duration, selected_ids
 from mirror.standin import StandIn
 
@@ -66,23 +67,25 @@ def test_images_of_deleted_orders_are_those_not_deleted_themselves(
     assert run_cli("sync", *ids, *common).exit_code == 0
     now = datetime.now(UTC)
     with engine.begin() as connection:
+        # Core statements on the models' tables, which store times as the mirror does
+        # (sqlite3's own adapter for datetime, which text() would use, is deprecated).
         for order_id, deleted in (("gone", now), ("live", None)):
             connection.execute(
-                text(
-                    "INSERT INTO orders (order_id, content_hash, first_synced_at, last_synced_at,"
-                    " last_changed_at, deleted_at, extra) VALUES (:o, 'x', :t, :t, :t, :d, '{}')"
-                ),
-                {"o": order_id, "t": now, "d": deleted},
-            )
+                insert(orders_table).values(
+                    order_id=order_id, content_hash="x", first_synced_at=now,
+                    last_synced_at=now, last_changed_at=now, deleted_at=deleted, extra={},
+                )
+            )  # fmt: skip
         # ids[0], ids[1]: of the deleted order; ids[1] deleted too; ids[2]: of the live one;
         # ids[3]: of an order never mirrored; ids[4]: of none
         for image_id, order_id in zip(ids, ["gone", "gone", "live", "unknown", None], strict=True):
             connection.execute(
-                text("UPDATE images SET order_id = :o WHERE image_id = :i"),
-                {"o": order_id, "i": image_id},
+                update(images_table)
+                .where(images_table.c.image_id == image_id)
+                .values(order_id=order_id)
             )
         connection.execute(
-            text("UPDATE images SET deleted_at = :t WHERE image_id = :i"), {"t": now, "i": ids[1]}
+            update(images_table).where(images_table.c.image_id == ids[1]).values(deleted_at=now)
         )
     with engine.connect() as connection:
         assert images_of_deleted_orders(connection) == [ids[0]]
