@@ -385,23 +385,30 @@ def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, floa
     if status == 404:
         return target.failure("not_found", "HTTP 404", status), None
     retry_after = _retry_after(response.headers) if status in RETRYABLE_STATUS else None
-    message = f"HTTP {status} {response.reason}".strip()
+    message = f"HTTP {status} {shown(response.reason)}".strip()
     return target.failure("http_error", message, status), retry_after
+
+
+def shown(text: str, limit: int = 300) -> str:
+    """Text a server sent, as it may be printed and stored: at most `limit` characters, with
+    control characters escaped (`\\x1b`). A reason phrase is the server's words, and an
+    escape sequence in one, printed by `status` or a run's summary, was obeyed by the
+    terminal (RFC 9112 allows none there)."""
+    text = text[:limit]
+    return text if text.isprintable() else ascii(text)[1:-1]
 
 
 def _redirected(target: Target, response: RawResponse) -> ApiRedirected:
     """The API's endpoints answer where they are asked, so a redirect means that --base-url
     is not the API's address: every request would be redirected alike. The run stops, as on
     a rejected key; following it instead would send the key wherever the redirect points."""
-    location = response.headers.get("location", "")
-    if not location.isprintable() or len(location) > 300:
-        location = ascii(location[:300])
+    location = shown(response.headers.get("location", ""))
     where = f" to {location}" if location else ""
     fix = ", and set --base-url to the API's address"
     if location.endswith(target.path) and "://" in location:
         fix = f": use --base-url {location.removesuffix(target.path)}"
     return ApiRedirected(
-        f"the API answered HTTP {response.status} {response.reason}, redirecting "
+        f"the API answered HTTP {response.status} {shown(response.reason)}, redirecting "
         f"{target.path}{where}: --base-url is not the API's address (an http:// address the "
         f"API moved to https://, or an old host){fix}. The mirror follows no redirect, so the "
         "API key goes nowhere else"

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
+from servers import RawServer
 from sqlalchemy import Engine
 
 from mirror.api import RETRY_AFTER_CAP, _retry_after
@@ -310,3 +311,29 @@ def test_an_api_that_cannot_be_connected_to_stops_the_run_at_once(
     assert "cannot reach the API" in result.stderr and words in result.stderr
     assert time.monotonic() - started < 20
     assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"  # retitle the terminal, clear it, turn red
+
+
+def test_control_characters_a_server_sends_reach_no_terminal_and_no_row(
+    database_url: str, engine: Engine
+) -> None:
+    """A reason phrase is the server's words: printed as they came, by the run's summary and
+    by `status`, the terminal obeyed its escape sequences. Now they are shown escaped."""
+    failing = f"HTTP/1.1 503 {ESCAPES}Down\r\nContent-Length: 0\r\n\r\n".encode("latin-1")
+    with RawServer([failing]) as server:
+        result = sync(server.url, database_url, *new_ids(1), "--retries", "0")
+    assert result.exit_code == 1, result.output
+    status = run_cli("status", "--database-url", database_url).output
+    for text in (result.output, result.stderr, status):
+        assert "\x1b" not in text and "\x07" not in text
+    assert "HTTP 503 \\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mDown" in result.stderr
+    message = scalar(engine, "SELECT message FROM sync_failures")
+    assert message == "HTTP 503 \\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mDown"
+
+    moved = f"HTTP/1.1 301 {ESCAPES}\r\nLocation: /x{ESCAPES}\r\nContent-Length: 0\r\n\r\n"
+    with RawServer([moved.encode("latin-1")]) as server:
+        result = sync(server.url, database_url, *new_ids(1))
+    assert result.exit_code == 3, result.output
+    assert "\x1b" not in result.stderr and "HTTP 301 \\x1b]0;pwned" in result.stderr
