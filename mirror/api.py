@@ -33,6 +33,7 @@ from mirror.http11 import (
 )
 from mirror.outcomes import Failure, FailureKind, Subject
 from mirror.ratelimit import RateLimiter
+from mirror.shown import printable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -390,12 +391,9 @@ def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, floa
 
 
 def shown(text: str, limit: int = 300) -> str:
-    """Text a server sent, as it may be printed and stored: at most `limit` characters, with
-    control characters escaped (`\\x1b`). A reason phrase is the server's words, and an
-    escape sequence in one, printed by `status` or a run's summary, was obeyed by the
-    terminal (RFC 9112 allows none there)."""
-    text = text[:limit]
-    return text if text.isprintable() else ascii(text)[1:-1]
+    """Text a server sent, as it may be printed and stored: at most `limit` characters, control
+    characters escaped (RFC 9112 allows none in a reason phrase, and a terminal obeys them)."""
+    return printable(text[:limit])
 
 
 def _redirected(target: Target, response: RawResponse) -> ApiRedirected:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from mirror.models import images_table, orders_table, sync_failures_table, sync_runs_table
+from mirror.shown import printable
 from mirror.store import process_gone
 
 
@@ -141,7 +142,8 @@ def count_deleted(connection: Connection, deleted_at: Any) -> int:
 
 
 def format_counts(title: str, rows: list[tuple[str | None, int]]) -> str:
-    width = max([len(str(value)) for value, _ in rows] + [len(title)])
+    shown = [("(none)" if v is None else printable(v), n) for v, n in rows]  # the API's words
+    width = max([len(value) for value, _ in shown] + [len(title)])
     lines = [title]
-    lines += [f"  {('(none)' if v is None else v):<{width}}  {n:>6}" for v, n in rows]
+    lines += [f"  {value:<{width}}  {n:>6}" for value, n in shown]
     return "\n".join(lines)

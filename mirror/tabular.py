@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from mirror.reports import ReportResult
+from mirror.shown import printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -68,10 +69,11 @@ def to_table(result: ReportResult) -> str:
 
 
 def _table_cell(value: Any) -> str:
-    """One line per row: a line break in a value (an error message) is shown as a space."""
+    """One line per row: a line break in a value (an error message) is shown as a space, other
+    control characters escaped (an image's name is its uploader's: CSV and JSON keep it whole)."""
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return " ".join(as_text(value).splitlines())
+    return printable(" ".join(as_text(value).splitlines()))
 
 
 def render(result: ReportResult, output_format: str) -> str:

@@ -542,3 +542,28 @@ def test_a_locale_that_is_not_utf8_neither_chokes_on_a_name_nor_loses_it(
     as_table = subprocess.run([*report, "--format", "table"], capture_output=True, env=latin1)
     assert as_table.returncode == 0, as_table.stderr
     assert "kitchen \\U0001f373 na\u00efve.jpg" in as_table.stdout.decode("latin-1")
+
+
+def test_escape_sequences_in_the_apis_data_reach_no_terminal_and_stay_in_csv(
+    standin: StandIn, database_url: str
+) -> None:
+    """An image's name is its uploader's, and a status is the API's word: printed as they
+    were, by a table of `report` or by `status`, the terminal obeyed the escape sequences in
+    them (retitled, cleared, recoloured). A table now shows them escaped; CSV keeps them."""
+    parent, child = new_ids(2)
+    name = "\x1b]0;pwned\x07\x1b[2Jcafé\tbar.jpg"
+    drifted = {"image_name": name, "parent_image_id": parent, "status": "queued\x1b[31m"}
+    standin.state.records[child] = record_for(child) | drifted
+    sync(standin, database_url, child, parent)
+
+    table = on_a_terminal("report", "restaged", "--database-url", database_url)
+    status = on_a_terminal("status", "--database-url", database_url)
+    for shown in (table, status):
+        assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jcafé\\tbar.jpg" in table  # é kept, controls escaped
+    assert "queued\\x1b[31m" in status
+
+    as_csv = report(database_url, "restaged", "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    names = [r["image_name"] for r in csv.DictReader(io.StringIO(as_csv.stdout))]
+    assert names == [name]
