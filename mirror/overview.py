@@ -58,7 +58,8 @@ class Overview:
                 subject = f["image_id"] or (
                     f"order {f['order_id']}" if f["order_id"] else "order listing"
                 )
-                yield f"  {f['kind']}: {subject}: {f['message']}"
+                # printable: a message stored before 3111e01 may quote a server unescaped
+                yield f"  {f['kind']}: {subject}: {printable(f['message'])}"
             if self.last_run_failures_left_out:
                 more = self.last_run_failures_left_out
                 yield f"  … and {more} more (see the sync_failures table)"
