@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 MAX_HEAD_BYTES = 64 * 1024
 
 
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds, RFC 8305's recommended "Connection Attempt Delay"
+
+
 class HttpError(Exception):
     """Base of this module's errors."""
 
@@ -197,6 +200,13 @@ class Connection:
                     ssl=self._ssl if tls else None,
                     server_hostname=origin.host if tls else None,
                     ssl_handshake_timeout=self._connect_timeout if tls else None,
+                    # Happy Eyeballs (RFC 8305): the next address of the name is tried 250 ms
+                    # into an attempt that has not connected, IPv6 and IPv4 in turn. One at a
+                    # time, an address whose packets are dropped (a broken IPv6 route) took the
+                    # whole connect timeout, and the API, fine on its other address, was
+                    # reported unreachable (exit 3).
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                    interleave=1,
                 )
         except TimeoutError:
             what = "connection and TLS handshake" if tls else "connection"

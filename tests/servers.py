@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import re
@@ -238,3 +239,27 @@ def trusted_ca(tmp_path: Any) -> Iterator[tuple[Any, str, str, str]]:
     cert.private_key_and_cert_chain_pem.write_to_path(cert_file)
     cert.private_key_pem.write_to_path(key_file)
     yield ca, ca_file, cert_file, key_file
+
+
+class SilentAddress:
+    """A TCP address that drops every connection attempt, as a broken route or a firewall
+    does: a listener whose accept queue is full and never drained, so the kernel drops each
+    new SYN and a client's connect() waits until its own timeout."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._listener = socket.create_server((host, port), backlog=0)
+        self._fillers: list[socket.socket] = []
+        for _ in range(3):  # a backlog of 0 still queues one; the rest fill the SYN path
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+            self._fillers.append(filler)
+
+    def __enter__(self) -> SilentAddress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self._listener.close()

@@ -5,11 +5,16 @@ from __future__ import annotations
 import email.utils
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from servers import RawServer
+from servers import RawServer, SilentAddress
 from sqlalchemy import Engine
 
 from mirror.api import RETRY_AFTER_CAP, _retry_after
@@ -337,3 +342,54 @@ def test_control_characters_a_server_sends_reach_no_terminal_and_no_row(
         result = sync(server.url, database_url, *new_ids(1))
     assert result.exit_code == 3, result.output
     assert "\x1b" not in result.stderr and "HTTP 301 \\x1b]0;pwned" in result.stderr
+
+
+# glibc's default address order (gai.conf(5)), with 127.0.0.2 put before every other address.
+SILENT_FIRST = """precedence ::ffff:127.0.0.2/128 100
+precedence ::1/128 50
+precedence ::/0 40
+precedence 2002::/16 30
+precedence ::/96 20
+precedence ::ffff:0:0/96 10
+"""
+# In a mount namespace of its own, the process gets these as /etc/hosts and /etc/gai.conf.
+OWN_RESOLVER = (
+    'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/gai.conf && shift 2 && exec "$@"'
+)
+
+
+def test_an_address_that_drops_packets_does_not_hide_the_names_next_one(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """A name with two addresses, the first dropping every packet (an IPv6 route that is
+    broken, a firewall), the second the API. Tried one at a time, the first took the whole
+    connect timeout of every attempt, and the run stopped as if the API could not be reached
+    (exit 3), where curl and browsers connect (Happy Eyeballs, RFC 8305)."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a process /etc/hosts of its own needs root (unshare --mount)")
+    port = urlsplit(standin.url).port
+    (tmp_path / "hosts").write_text("127.0.0.2 api.test\n127.0.0.1 api.test\n")
+    (tmp_path / "gai.conf").write_text(SILENT_FIRST)
+
+    def own_resolver(*command: str) -> subprocess.CompletedProcess[str]:
+        files = (str(tmp_path / "hosts"), str(tmp_path / "gai.conf"))
+        return subprocess.run(
+            ["unshare", "--mount", "sh", "-c", OWN_RESOLVER, "sh", *files, *command],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    order = own_resolver(
+        sys.executable, "-c", "import socket; print(socket.getaddrinfo('api.test', 1)[0][4][0])"
+    )
+    if order.returncode != 0:
+        pytest.skip(f"as root, and cannot unshare and mount here: {order.stderr}")
+    assert order.stdout.strip() == "127.0.0.2"  # the silent address is tried first
+    ids = new_ids(3)
+    with SilentAddress("127.0.0.2", port):
+        done = own_resolver(
+            sys.executable, "-m", "mirror", "sync", *ids, "--base-url", f"http://api.test:{port}",
+            "--database-url", str(tmp_path / "mirror.db"), "--connect-timeout", "3",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 new" in done.stdout
+    assert standin.state.total_requests == 3
