@@ -273,29 +273,22 @@ def sqlite_file_missing(url: URL) -> bool:
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout passed
 
 
-def lock_timed_out(url: URL, exc: BaseException) -> bool:
-    """Whether `exc` is a wait for another's lock that ran out: SQLite's "database is locked"
-    past its busy timeout, PostgreSQL's lock_timeout."""
-    original = exc.orig if isinstance(exc, DBAPIError) else exc
-    if url.get_backend_name() == "sqlite":
-        return "locked" in str(original)
-    return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
-
-
 def database_error(engine: Engine, exc: BaseException) -> FatalError | DatabaseBusy:
     """The exception to raise for a database error: DatabaseBusy (exit 75) when another
-    process or session held a lock past the lock timeout, else DatabaseUnavailable (3), as
-    TransientDatabaseError when one more try may succeed."""
+    process (SQLite's "database is locked") or session (PostgreSQL's lock_timeout) held a
+    lock past the lock timeout, else DatabaseUnavailable (3), as TransientDatabaseError when
+    one more try may succeed."""
     url = engine.url
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    if lock_timed_out(url, exc):
-        if url.get_backend_name() == "sqlite":
+    if url.get_backend_name() == "sqlite":
+        if "locked" in str(original):
             return DatabaseBusy(
                 f"another process holds a lock on the database {masked(url)} "
                 f"(waited {lock_timeout():g} s: {original}); nothing was lost, "
                 "try again when it has finished (a long transaction open in a sqlite3 shell, a "
                 "read still going as a sync starts, or a backup, holds it)"
             )
+    elif getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE:
         return DatabaseBusy(
             f"another session holds a lock on the database {masked(url)} (waited "
             f"{lock_timeout():g} s, {LOCK_TIMEOUT_VARIABLE}){_lock_holders(engine)}; nothing "
