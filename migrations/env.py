@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 
 import mirror.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from mirror.config import DEFAULT_DATABASE_URL, parse_database_url
-from mirror.db import create_db_engine
+from mirror.db import atomic_ddl, create_db_engine
 
 config = context.config
 if config.config_file_name is not None:
@@ -42,7 +42,7 @@ def run_migrations_online() -> None:
         return
     url = parse_database_url(os.environ.get("MIRROR_DATABASE_URL") or DEFAULT_DATABASE_URL)
     engine = create_db_engine(url)  # as a sync makes it: `?pgbouncer=true` understood
-    with engine.connect() as connection:
+    with engine.connect() as connection, atomic_ddl(connection):
         run_migrations(connection)
     engine.dispose()
 

@@ -30,6 +30,7 @@ from mirror.schema import (
     someone_elses_tables,
     unknown_revision,
 )
+from mirror.sqlite_rebuild import views_and_triggers_set_aside
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -459,7 +460,7 @@ def ensure_schema(engine: Engine, *, allow_upgrade: bool = True) -> SchemaState:
         _refuse_unusable(connection, state, allow_upgrade=allow_upgrade)
         from alembic import command
 
-        with _atomic_ddl(connection):
+        with atomic_ddl(connection):
             command.upgrade(alembic_config(connection), "head")
         return schema_state(connection)
 
@@ -491,14 +492,15 @@ def _refuse_unusable(connection: Connection, state: SchemaState, *, allow_upgrad
 
 
 @contextmanager
-def _atomic_ddl(connection: Connection) -> Iterator[None]:
+def atomic_ddl(connection: Connection) -> Iterator[None]:
     """Commit a migration as one unit, or nothing of it.
 
     PostgreSQL's DDL is transactional already. Python's sqlite3 driver commits before each
     CREATE/ALTER on its own, so an interrupted first run could leave tables without an
     Alembic stamp; here the driver is told to keep out and one real transaction wraps it all.
-    Foreign keys are off meanwhile and checked before the commit, as SQLite's own recipe for
-    rebuilding a table asks (batch migrations drop and re-create tables others refer to).
+    Foreign keys are off meanwhile and checked before the commit, and views and triggers are
+    set aside, as SQLite's own recipe for rebuilding a table asks (batch migrations drop and
+    re-create tables others refer to).
     """
     if connection.dialect.name != "sqlite":
         yield
@@ -512,7 +514,8 @@ def _atomic_ddl(connection: Connection) -> Iterator[None]:
     try:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
-            yield
+            with views_and_triggers_set_aside(connection):
+                yield
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
             if broken is not None:
                 raise RuntimeError(f"the migration broke a foreign key: {tuple(broken)}")
@@ -593,7 +596,7 @@ def _run_command(engine: Engine, name: str, revision: str) -> None:
 
     with connect(engine) as connection:
         try:
-            with _atomic_ddl(connection):
+            with atomic_ddl(connection):
                 getattr(command, name)(alembic_config(connection), revision)
         except CommandError as exc:
             raise InputError(f"alembic: {exc}") from None
