@@ -352,7 +352,8 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
     """A one-line message naming the database (password masked) and the driver's reason."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     # A server's error without libpq's echo of the statement (`LINE 2: CREATE TABLE ... ^`).
-    primary = getattr(getattr(original, "diag", None), "message_primary", None)
+    diag = getattr(original, "diag", None)
+    primary = getattr(diag, "message_primary", None)
     reason = " ".join(str(primary or original).split()) or type(original).__name__
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate == INSUFFICIENT_PRIVILEGE:
@@ -363,12 +364,15 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
         reason += _pooler_hint()
     elif "unsupported startup parameter: options" in reason:
         reason += _options_hint()
+    elif sqlstate == DEPENDENT_OBJECTS_STILL_EXIST:
+        reason += _dependents_hint(getattr(diag, "message_detail", None))
     redact = Redactor.for_run(api_key=None, database_url=url)
     return redact(f"cannot use the database {masked(url)}: {reason}")
 
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATEs, whatever the server's language
 QUERY_CANCELED = "57014"
+DEPENDENT_OBJECTS_STILL_EXIST = "2BP01"
 # "prepared statement ... already exists" / "does not exist": sessions shared by a pooler
 PREPARED_STATEMENT_MISMATCH = ("42P05", "26000")
 
@@ -392,6 +396,16 @@ def _pooler_hint() -> str:
         " (a pooler in transaction mode between this tool and the server? then add "
         f"{POOLER_PARAMETER}=true to the URL's query, or connect to the server itself or to a "
         "pooler in session mode)"
+    )
+
+
+def _dependents_hint(detail: str | None) -> str:
+    """A downgrade that drops a column or table someone's own view or rule uses: PostgreSQL
+    names them only in the error's detail."""
+    named = "; ".join(" ".join(line.split()) for line in (detail or "").splitlines())
+    return (
+        f" ({named or 'other objects depend on it'}: drop them, or change them so that they "
+        "no longer use it, and run the command again; nothing was changed)"
     )
 
 

@@ -15,7 +15,7 @@ from helpers import REPO, new_ids, run_cli, scalar
 from sqlalchemy import Engine, inspect, text
 
 from mirror.config import masked, parse_database_url
-from mirror.db import alembic_config, schema_state
+from mirror.db import alembic_config, create_db_engine, schema_state
 from mirror.standin import StandIn
 
 IMAGE_COLUMNS = {
@@ -400,6 +400,32 @@ def test_the_users_own_views_and_triggers_survive_every_migration(
         failures = connection.exec_driver_sql("SELECT image_id FROM failures_by_status").all()
     assert sorted(audit) == ["images", "sync_failures", "sync_failures", "sync_runs", "sync_runs"]
     assert [tuple(f) for f in failures] == [(missing,), (missing,)]
+
+
+def test_a_postgres_downgrade_under_a_users_view_names_it_and_changes_nothing(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL refuses to drop a column a view uses and names the view only in the error's
+    detail, which the message left out: "other objects depend on it", and no word of which."""
+    assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+    engine = create_db_engine(parse_database_url(postgres_url))
+    try:
+        _downgrade_under_a_view(engine, postgres_url)
+    finally:
+        engine.dispose()
+
+
+def _downgrade_under_a_view(engine: Engine, postgres_url: str) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE VIEW order_failures AS SELECT order_id FROM sync_failures"
+        )
+    result = run_cli("db", "downgrade", "0003", "--database-url", postgres_url)
+    assert result.exit_code == 3, result.output
+    assert "view order_failures depends on column order_id of table sync_failures" in result.stderr
+    assert "nothing was changed" in result.stderr
+    with engine.connect() as connection:
+        assert schema_state(connection).up_to_date
 
 
 def _sync_args(standin: StandIn, database_url: str) -> list[str]:
