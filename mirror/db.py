@@ -101,7 +101,13 @@ def _create_engine(url: URL) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 10, "application_name": APPLICATION_NAME}
+    connect_args: dict[str, Any] = {
+        "connect_timeout": 10,
+        "application_name": APPLICATION_NAME,
+        # Python's text on the wire is UTF-8 whatever PGCLIENTENCODING says: with LATIN1 there
+        # the driver could not encode an image name in Japanese, and its batch was lost.
+        "client_encoding": "utf8",
+    }
     if behind_transaction_pooler(url):
         # Behind a pooler in transaction mode, a statement psycopg prepared in one transaction
         # is missing, or already there, on the server session of the next one. Elsewhere it
@@ -115,6 +121,7 @@ def _create_engine(url: URL) -> Engine:
     # SET LOCAL in each transaction, not SET once per session: behind a pooler a session's
     # setting would stay on a server session that other clients are given next.
     event.listen(engine, "begin", _PostgresLockTimeout(lock_timeout()))
+    event.listen(engine, "connect", _Utf8Check(masked(url)))
     asked = search_path_asked(url)
     if asked is not None:
         event.listen(engine, "connect", _SearchPathCheck(asked, masked(url)))
@@ -161,6 +168,30 @@ class _SearchPathCheck:
                 "the server (a pooler) dropped them, and the mirror would be another schema's. "
                 "Connect to the server itself, or give the role that search_path: ALTER ROLE "
                 f"... SET search_path = {self._asked}"
+            )
+
+
+class _Utf8Check:
+    """The mirror keeps what the API sends, in any script and with emoji, which only a UTF8
+    database holds. In a LATIN1 one the first image name beyond Latin-1 failed its whole batch
+    (with a traceback), again on every run after; in SQL_ASCII not even the schema was made."""
+
+    def __init__(self, shown: str) -> None:
+        self._shown = shown
+
+    def __call__(self, dbapi_connection: Any, _record: Any) -> None:
+        encoding = dbapi_connection.info.parameter_status("server_encoding")
+        if encoding is None:  # not reported at start-up (a pooler may not pass it on)
+            encoding = dbapi_connection.execute("SHOW server_encoding").fetchone()[0]
+            dbapi_connection.rollback()
+        if isinstance(encoding, bytes):
+            encoding = encoding.decode("ascii", "replace")
+        if encoding.upper() not in ("UTF8", "UNICODE"):
+            raise DatabaseUnavailable(
+                f"cannot use the database {self._shown}: it is encoded {encoding}, and what the "
+                "API sends (image names in any script, emoji) needs UTF8: create the mirror's "
+                "database with CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0 (pg_dump "
+                "and pg_restore copy an existing mirror over)"
             )
 
 

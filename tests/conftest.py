@@ -69,11 +69,13 @@ def drop_database(admin: Engine, name: str) -> None:
 class PostgresServer:
     admin_url: str  # connects to a maintenance database with CREATEDB rights
 
-    def create_database(self) -> str:
+    def create_database(self, encoding: str | None = None) -> str:
+        """A new database; with `encoding`, in that encoding (and the C locale, which fits any)."""
         name = f"mirror_test_{uuid.uuid4().hex[:12]}"
+        options = f" ENCODING '{encoding}' LOCALE 'C' TEMPLATE template0" if encoding else ""
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{options}'))
         engine.dispose()
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 

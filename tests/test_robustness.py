@@ -541,6 +541,57 @@ def test_a_wrong_password_exits_3_before_any_request(standin: StandIn, postgres_
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII"])
+def test_a_database_not_in_utf8_is_refused_before_any_request(
+    standin: StandIn, postgres_server: Any, encoding: str
+) -> None:
+    """Only UTF8 holds every name the API may send. Before, a LATIN1 mirror lost a whole batch
+    (with a traceback) to the first image name beyond Latin-1, and on every run after; in
+    SQL_ASCII the schema could not be made (a traceback too)."""
+    url = postgres_server.create_database(encoding)
+    try:
+        result = run_cli(
+            "sync", *new_ids(1), "--base-url", standin.url, "--database-url", url,
+        )  # fmt: skip
+        assert result.exit_code == 3, result.output
+        assert f"it is encoded {encoding}" in result.stderr
+        assert "ENCODING 'UTF8'" in result.stderr
+        assert standin.state.total_requests == 0
+        engine = create_engine(
+            parse_database_url(url), poolclass=NullPool, connect_args={"client_encoding": "utf8"}
+        )
+        tables = scalar(engine, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        engine.dispose()
+        assert tables == 0
+    finally:
+        postgres_server.drop_database(url)
+
+
+@pytest.mark.postgres
+def test_a_client_encoding_in_the_environment_changes_nothing_that_is_written(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """PGCLIENTENCODING=LATIN1 (an old shell profile) made the driver encode in Latin-1: an
+    image name in Japanese could not be sent, and its batch was lost with a traceback."""
+    image_id, plain = new_ids(2)
+    record = record_for(image_id)
+    record.update(image_name="家族写真😀.jpg", finetune_settings={"note": "café ☕"})
+    standin.state.records[image_id] = record
+    result = run_cli(
+        "sync", image_id, plain, "--base-url", standin.url, "--database-url", postgres_url,
+        env={"PGCLIENTENCODING": "LATIN1"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    written = rows(engine, "SELECT image_id, image_name, finetune_settings FROM images")
+    engine.dispose()
+    stored = {str(row["image_id"]): row for row in written}[image_id]
+    assert stored["image_name"] == "家族写真😀.jpg"
+    assert stored["finetune_settings"] == {"note": "café ☕"}
+    assert len(written) == 2
+
+
+@pytest.mark.postgres
 def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
     standin: StandIn, postgres_url: str
 ) -> None:
