@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -252,21 +253,35 @@ def masked(url: URL) -> str:
 
 
 class Redactor:
-    """Replaces known secrets in any text that is about to leave the process (output, rows)."""
+    """Replaces known secrets in any text that is about to leave the process (output, rows).
+
+    A secret is replaced wherever it stands, except as the mere part of a longer word: the
+    password `postgres` (a common one) turned `postgresql://` into `***ql://`, and the key
+    `any` turned "too many connections" into "too m*** connections"."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        kept = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(_standing_alone, kept))) if kept else None
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return text if self._pattern is None else self._pattern.sub("***", text)
 
     @classmethod
     def for_run(cls, *, api_key: str | None, database_url: URL | None) -> Redactor:
         password = database_url.password if database_url is not None else None
         return cls([api_key, str(password) if password is not None else None])
+
+
+def _standing_alone(secret: str) -> str:
+    """A pattern for `secret` not run on from a letter, digit or underscore at an end that is
+    one itself."""
+    before = r"(?<!\w)" if _WORD.match(secret[0]) else ""
+    after = r"(?!\w)" if _WORD.match(secret[-1]) else ""
+    return before + re.escape(secret) + after
+
+
+_WORD = re.compile(r"\w")
 
 
 def check_base_url(base_url: str) -> str:

@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
-from mirror.config import check_base_url, check_header_value, masked, parse_database_url
+from mirror.config import (
+    Redactor,
+    check_base_url,
+    check_header_value,
+    masked,
+    parse_database_url,
+)
 from mirror.errors import InputError
 
 PASSWORD_PIECES = ["Tr0ub", "dor", "Secr3tTail", "p4ss", "w0rdX"]
@@ -134,3 +141,28 @@ def test_a_key_read_from_a_file_with_windows_line_ends_is_named_so() -> None:
         check_header_value("--api-key (or AUTOENHANCE_API_KEY)", "sk-4f2a\r", secret=True)
     assert "ends in a carriage return: Windows line ends?" in str(caught.value)
     assert "sk-4f2a" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://postgres:postgres@db/mirror", "postgresql://***:***@db/mirror"),
+        ("FATAL: too many connections for role", "FATAL: too many connections for role"),
+        ('{"detail": "key any is not valid"}', '{"detail": "key *** is not valid"}'),
+        ("x-api-key:any,", "x-api-key:***,"),
+        ("postgres_backup, anyone", "postgres_backup, anyone"),
+        ("host=db password=AEKEY-0c7b user=u", "host=db password=*** user=u"),
+        ("AEKEY-0c7b.", "***."),
+    ],
+)
+def test_a_secret_is_masked_where_it_stands_not_inside_a_longer_word(text: str, shown: str) -> None:
+    """A secret that is only part of a longer word is not the secret: the password `postgres`
+    made every message about the database read `***ql://***:***@...`."""
+    assert Redactor(["postgres", "any", "AEKEY-0c7b"])(text) == shown
+
+
+def test_the_common_postgres_password_leaves_the_databases_address_readable() -> None:
+    result = run_cli("status", "--database-url", "postgresql://postgres:postgres@127.0.0.1:1/db")
+    assert result.exit_code == 3
+    assert "cannot use the database postgresql://***:***@127.0.0.1:1/db:" in result.stderr
+    assert "postgres:postgres" not in result.output
