@@ -598,7 +598,8 @@ def _print_summary(summary: SyncSummary, *, base_url: str, quiet: bool, as_json:
 
 def _echo_failures(shown: list[Failure], total: int) -> None:
     for failure in shown:
-        status = f" (HTTP {failure.http_status})" if failure.http_status else ""
+        said = failure.message.startswith(f"HTTP {failure.http_status}")  # "HTTP 404: ..."
+        status = f" (HTTP {failure.http_status})" if failure.http_status and not said else ""
         click.echo(f"  {failure.kind}: {failure.subject}{status}: {failure.message}", err=True)
     if total > len(shown):
         more = total - len(shown)

@@ -395,6 +395,11 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
         reason += _pooler_hint()
     elif "unsupported startup parameter: options" in reason:
         reason += _options_hint()
+    elif sqlstate == READ_ONLY_SQL_TRANSACTION:
+        reason += (
+            " (the server takes no writes here: a read replica, or default_transaction_read_only "
+            "set on the database or role; point --database-url at the primary)"
+        )
     elif sqlstate == DEPENDENT_OBJECTS_STILL_EXIST:
         reason += _dependents_hint(getattr(diag, "message_detail", None))
     redact = Redactor.for_run(api_key=None, database_url=url)
@@ -404,6 +409,7 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATEs, whatever the server's language
 QUERY_CANCELED = "57014"
 DEPENDENT_OBJECTS_STILL_EXIST = "2BP01"
+READ_ONLY_SQL_TRANSACTION = "25006"
 # "prepared statement ... already exists" / "does not exist": sessions shared by a pooler
 PREPARED_STATEMENT_MISMATCH = ("42P05", "26000")
 

@@ -568,6 +568,27 @@ def test_a_database_not_in_utf8_is_refused_before_any_request(
 
 
 @pytest.mark.postgres
+def test_a_database_that_takes_no_writes_is_named_so_before_any_request(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """A read replica, or default_transaction_read_only: the server's words alone ("cannot
+    execute CREATE TABLE in a read-only transaction") did not say where to point instead."""
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    with engine.connect() as connection:
+        database = connection.exec_driver_sql("SELECT current_database()").scalar()
+        connection.exec_driver_sql(
+            f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+        )
+        connection.commit()
+    engine.dispose()
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", postgres_url)
+    assert result.exit_code == 3, result.output
+    assert "read-only transaction" in result.stderr
+    assert "point --database-url at the primary" in result.stderr
+    assert standin.state.total_requests == 0
+
+
+@pytest.mark.postgres
 def test_a_client_encoding_in_the_environment_changes_nothing_that_is_written(
     standin: StandIn, postgres_url: str
 ) -> None:
