@@ -6,6 +6,7 @@ import contextlib
 import errno
 import functools
 import json
+import math
 import os
 import sys
 import threading
@@ -50,6 +51,18 @@ MAX_FAILURES_SHOWN = 20
 
 # What an error's exit code is called in a --json error object.
 ERROR_STATUS = {2: "input_error", 3: "failed", 75: "locked", 130: "interrupted"}
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange lets `nan` past every bound (no comparison with it holds) and `inf`
+    past a minimum: `--max-rate inf` ended in a traceback, `--timeout nan` turned the request
+    timeout off without a word."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class MirrorGroup(click.Group):
@@ -225,7 +238,7 @@ def cli() -> None:
     "--max-rate",
     envvar="MIRROR_MAX_RATE",
     show_envvar=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=DEFAULT_MAX_RATE,
     show_default=True,
     help="Requests per second at most, retries included; 0 for no cap.",
@@ -243,7 +256,7 @@ def cli() -> None:
     "--timeout",
     envvar="MIRROR_TIMEOUT",
     show_envvar=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds per request.",
@@ -252,7 +265,7 @@ def cli() -> None:
     "--connect-timeout",
     envvar="MIRROR_CONNECT_TIMEOUT",
     show_envvar=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=DEFAULT_CONNECT_TIMEOUT,
     show_default=True,
     help="Seconds to connect (TLS handshake included), within --timeout.",
@@ -762,7 +775,7 @@ def report(
 @cli.command(name="stand-in")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--latency", type=click.FloatRange(min=0), default=0, help="Milliseconds per answer.")
+@click.option("--latency", type=FiniteFloatRange(min=0), default=0, help="Milliseconds per answer.")
 @click.option(
     "--faults",
     type=click.File("r", encoding="utf-8"),

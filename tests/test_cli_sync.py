@@ -587,6 +587,29 @@ def test_json_errors_are_one_object_on_stdout(
     assert "k-123456" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--max-rate", "inf"], {}),  # was a traceback
+        (["--max-rate", "nan"], {}),  # was a traceback
+        (["--timeout", "nan"], {}),  # was no timeout at all
+        ([], {"MIRROR_TIMEOUT": "inf"}),
+        (["--connect-timeout", "NaN"], {}),
+    ],
+)
+def test_seconds_and_rates_that_are_not_finite_are_input_errors(
+    standin: StandIn, tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = run_cli(
+        "sync", *new_ids(1), *args, "--base-url", standin.url,
+        "--database-url", str(tmp_path / "m.db"), env=env,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "is not a finite number" in result.stderr
+    assert standin.state.total_requests == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_json_summary_lists_the_failures(standin: StandIn, database_url: str) -> None:
     ids = new_ids(3)
     standin.state.script(ids[0], Fault(status=400))
