@@ -17,13 +17,16 @@ from mirror.standin import StandIn
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)), (" 12h", timedelta(hours=12)),
-     ("7d", timedelta(days=7)), ("0s", timedelta(0))],
+     ("7d", timedelta(days=7)), ("0s", timedelta(0)), ("36500d", timedelta(days=36_500))],
 )  # fmt: skip
 def test_durations(raw: str, expected: timedelta) -> None:
     assert parse_duration(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "7", "d", "1.5h", "-1d", "1 d", "1w", "\uff11d"])
+@pytest.mark.parametrize(
+    "raw",
+    ["", "7", "d", "1.5h", "-1d", "1 d", "1w", "\uff11d", "36501d", "1000000d", "9" * 30 + "s"],
+)  # the last three: a traceback (OverflowError) when the cutoff was taken
 def test_bad_durations(raw: str) -> None:
     with pytest.raises(InputError):
         parse_duration(raw)
