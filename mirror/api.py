@@ -10,6 +10,7 @@ HTTP(S)_PROXY / NO_PROXY; `MIRROR_HTTP_CLIENT=httpx` forces it).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import random
 import re
@@ -20,7 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mirror import __version__
-from mirror.errors import ApiKeyRejected, ApiRedirected, ApiUnreachable
+from mirror.config import without_user_info
+from mirror.errors import (
+    ApiKeyRejected,
+    ApiRedirected,
+    ApiUnreachable,
+    InputError,
+    ProxyRejected,
+)
 from mirror.http11 import (
     BodyTooLarge,
     ConnectFailed,
@@ -202,6 +210,11 @@ class HttpxTransport:
             raise ConnectFailed(
                 "connection refused" if refused else f"cannot connect: {exc}"
             ) from None
+        except httpx.ProxyError as exc:  # the proxy refused the tunnel: "407 Proxy ..."
+            status, _, reason = str(exc).partition(" ")
+            if status == "407":
+                raise proxy_rejected(reason) from None
+            raise ConnectFailed(f"the proxy answered {shown(str(exc))}") from None
         except httpx.TransportError as exc:
             raise ConnectionLost(str(exc) or type(exc).__name__) from None
 
@@ -250,16 +263,57 @@ class TransportFactory:
 def _needs_httpx(base_url: str) -> bool:
     if os.environ.get("MIRROR_HTTP_CLIENT", "").lower() == "httpx":
         return True
+    return proxy_for(base_url) is not None
+
+
+def proxy_for(base_url: str) -> str | None:
+    """The proxy that requests to `base_url` go through, as the environment names it
+    (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, unless NO_PROXY names the host), or None."""
     if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return False  # and urllib.request (15 ms of every run's start-up) is not imported
+        return None  # and urllib.request (15 ms of every run's start-up) is not imported
     import urllib.request
 
     proxies = urllib.request.getproxies_environment()
     scheme = base_url.split("://", 1)[0]
-    if not (proxies.get(scheme) or proxies.get("all")):
-        return False
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy:
+        return None
     host = Origin.parse(base_url).host
-    return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
+    if urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    return proxy
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")  # what httpx can go through
+
+
+def check_proxy(base_url: str) -> None:
+    """Raises InputError, before anything runs, for a proxy that applies to `base_url` and
+    that httpx cannot use: `ALL_PROXY=socks5://...` (an SSH tunnel, say) without httpx's
+    SOCKS support ended the run in a traceback, after it had been recorded as started."""
+    proxy = proxy_for(base_url)
+    if proxy is None or "://" not in proxy:  # no scheme: httpx takes it as http://
+        return
+    shown_proxy = f"the proxy {without_user_info(proxy)} (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
+    scheme = proxy.split("://", 1)[0].lower()
+    if scheme not in PROXY_SCHEMES:
+        raise InputError(f"{shown_proxy} is not a proxy URL: {', '.join(PROXY_SCHEMES)} only")
+    if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise InputError(
+            f"{shown_proxy} is a SOCKS proxy, which needs httpx's SOCKS support: "
+            "pip install 'httpx[socks]' into autoenhance-mirror's environment"
+        )
+
+
+def proxy_rejected(reason: str) -> ProxyRejected:
+    """A 407 comes from a proxy, never from the API, and it answers every request alike: the
+    run stops, as on a rejected key, instead of failing each image in turn."""
+    return ProxyRejected(
+        f"the proxy between this tool and the API rejected the request with HTTP 407 "
+        f"{shown(reason)}: its user name or password is missing or wrong; give them in the "
+        "proxy's URL (http://user:password@host:port in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, "
+        "reserved characters percent-encoded)"
+    )
 
 
 class Reachability:
@@ -269,6 +323,8 @@ class Reachability:
 
     def __init__(self, base_url: str, *, give_up_after: int = 3) -> None:
         self._base_url = base_url
+        proxy = proxy_for(base_url)
+        self._through = f" through the proxy {without_user_info(proxy)}" if proxy else ""
         self._give_up_after = give_up_after
         self._failures = 0
         self.answered = False
@@ -283,9 +339,14 @@ class Reachability:
                 if self._failures == 1
                 else f"the first {self._failures} attempts"
             )
+            check = (
+                "--base-url, the proxy and the network"
+                if self._through
+                else ("--base-url and the network")
+            )
             raise ApiUnreachable(
-                f"cannot reach the API at {self._base_url}: {tried} failed to connect "
-                f"({reason}); check --base-url and the network, nothing more was tried"
+                f"cannot reach the API at {self._base_url}{self._through}: {tried} failed to "
+                f"connect ({reason}); check {check}, nothing more was tried"
             )
 
 
@@ -376,6 +437,8 @@ def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, floa
     status = response.status
     if status == 200:
         return Fetched(target, response.body), None
+    if status == 407:
+        raise proxy_rejected(response.reason)
     if status in (401, 403):
         raise ApiKeyRejected(
             f"the API rejected the request with HTTP {status}: the API key is missing, "

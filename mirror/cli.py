@@ -388,6 +388,9 @@ def sync(
             "set AUTOENHANCE_API_KEY (nothing was fetched or written)"
         )
     base_url = check_base_url(base_url)
+    from mirror.api import check_proxy
+
+    check_proxy(base_url)
     metrics_path = check_metrics_path(metrics_file) if metrics_file else None
     check_header_value("--api-key (or AUTOENHANCE_API_KEY)", api_key, secret=True)
     check_header_value("--api-version (or AUTOENHANCE_API_VERSION)", api_version)

@@ -292,7 +292,7 @@ def check_base_url(base_url: str) -> str:
     so such a base URL makes every request 404 (and would make every image look deleted).
     """
     parts = urlsplit(base_url)
-    shown = _without_user_info(base_url)
+    shown = without_user_info(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
             f"--base-url must be an http:// or https:// URL with a host, not {shown!r}"
@@ -325,7 +325,7 @@ def check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _without_user_info(url: str) -> str:
+def without_user_info(url: str) -> str:
     """`url` with its user info, if any, as *** (a lone user name may be a token)."""
     scheme, rest = url.split("://", 1) if "://" in url else ("", url)
     authority, slash, tail = rest.partition("/")

@@ -5,6 +5,7 @@
     ├── FatalError              3: the run cannot go on
     │   ├── ApiKeyRejected          the API answered 401/403
     │   ├── ApiRedirected           the API answered a redirect: --base-url is not its address
+    │   ├── ProxyRejected           the proxy in between answered 407: its credentials
     │   ├── ApiUnreachable          no request reached the API at all
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
     │   │   └── TransientDatabaseError  may pass (a lost session, ...): tried once more first
@@ -42,6 +43,10 @@ class ApiKeyRejected(FatalError):
 
 
 class ApiRedirected(FatalError):
+    pass
+
+
+class ProxyRejected(FatalError):
     pass
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import importlib.util
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from helpers import new_ids, rows, run_cli, scalar
-from servers import RawServer, SilentAddress
+from servers import RawServer, SilentAddress, image_answer
 from sqlalchemy import Engine
 
 from mirror.api import RETRY_AFTER_CAP, _retry_after
@@ -393,3 +397,108 @@ def test_an_address_that_drops_packets_does_not_hide_the_names_next_one(
     assert done.returncode == 0, done.stderr
     assert "3 new" in done.stdout
     assert standin.state.total_requests == 3
+
+
+# --- a proxy between the tool and the API (httpx's path) -------------------------------------
+
+PROXY_PASSWORD = "Pr0xy-pw-do-not-leak"
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Sets HTTP_PROXY and HTTPS_PROXY (and no other proxy variable) for the CLI run in this
+    process."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "MIRROR_HTTP_CLIENT"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    def use(proxy: str) -> None:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+
+    return use
+
+
+def test_requests_go_through_the_proxy_with_its_credentials(
+    proxy_environment: Callable[[str], None], database_url: str, engine: Engine
+) -> None:
+    """The proxy here answers for the API itself (as a cache would): what it saw proves the
+    requests went to it, in absolute form, with the credentials of HTTP_PROXY's URL."""
+    ids = new_ids(3)
+    with RawServer([image_answer]) as proxy:
+        proxy_environment(f"http://mirror:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}")
+        result = sync("http://api.example.test", database_url, *ids)
+    assert result.exit_code == 0, result.output
+    assert scalar(engine, "SELECT count(*) FROM images") == 3
+    credentials = base64.b64encode(f"mirror:{PROXY_PASSWORD}".encode()).decode()
+    assert len(proxy.requests) == 3
+    for head in proxy.requests:
+        assert head.startswith(b"GET http://api.example.test/v3/images/")
+        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+        assert headers[b"Proxy-Authorization"] == f"Basic {credentials}".encode()
+
+
+@pytest.mark.parametrize("api", ["http://api.example.test", "https://api.example.test"])
+def test_a_proxy_that_rejects_the_credentials_stops_the_run_at_once(
+    proxy_environment: Callable[[str], None], database_url: str, engine: Engine, api: str
+) -> None:
+    """407 comes from the proxy and answers every request alike (to a CONNECT for https). It
+    was a failure of each image in turn: a run of 10,000 images sent 10,000 requests and
+    recorded 10,000 failures (http_error; for https, a lost connection retried first)."""
+    rejected = (
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=p\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    with RawServer([rejected]) as proxy:
+        proxy_environment(f"http://mirror:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}")
+        result = sync(api, database_url, *new_ids(50), "--json")
+    assert result.exit_code == 3, result.output
+    error = json.loads(result.stdout)
+    assert (
+        "the proxy between this tool and the API rejected the request with HTTP 407"
+        in (error["message"])
+    )
+    assert len(proxy.requests) <= 8  # those already in flight (--concurrency)
+    assert PROXY_PASSWORD not in result.output
+    assert scalar(engine, "SELECT count(*) FROM sync_failures") == 0
+    assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
+
+
+def test_an_unreachable_proxy_is_named_without_its_password(
+    proxy_environment: Callable[[str], None], database_url: str
+) -> None:
+    """It said "cannot reach the API at <base url>", and the user looked at the API's address."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proxy_environment(f"http://mirror:{PROXY_PASSWORD}@127.0.0.1:{port}")
+    result = sync("http://api.example.test", database_url, *new_ids(2))
+    assert result.exit_code == 3, result.output
+    assert (
+        f"cannot reach the API at http://api.example.test through the proxy "
+        f"http://***@127.0.0.1:{port}:" in result.stderr
+    )
+    assert PROXY_PASSWORD not in result.output
+
+
+@pytest.mark.parametrize(
+    ("proxy", "words"),
+    [
+        (f"ftp://mirror:{PROXY_PASSWORD}@127.0.0.1:21", "is not a proxy URL"),
+        (f"socks5://mirror:{PROXY_PASSWORD}@127.0.0.1:1080", "needs httpx's SOCKS support"),
+    ],
+)
+def test_a_proxy_httpx_cannot_use_is_an_input_error_before_anything(
+    proxy_environment: Callable[[str], None], tmp_path: Path, proxy: str, words: str
+) -> None:
+    """A SOCKS proxy without httpx's SOCKS support ended the run in a traceback (ImportError)
+    after it had been recorded as started."""
+    if "socks" in proxy and importlib.util.find_spec("socksio") is not None:
+        pytest.skip("httpx's SOCKS support is installed here: such a proxy is usable")
+    proxy_environment(proxy)
+    result = sync("http://api.example.test", str(tmp_path / "m.db"), *new_ids(1))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    assert "://***@127.0.0.1" in result.stderr
+    assert PROXY_PASSWORD not in result.output
+    assert list(tmp_path.iterdir()) == []
