@@ -34,7 +34,7 @@ from mirror.config import (
     parse_database_url,
     plain_sqlite_path,
 )
-from mirror.errors import InputError, Interrupted, MirrorError, NoMirror
+from mirror.errors import InputError, Interrupted, MirrorError, NoMirror, OutputFailed
 
 # Only click and light modules at import time: `--help` and `--version` must not pay for
 # SQLAlchemy, SQLModel and the drivers (~0.5 s); commands import what they use.
@@ -109,11 +109,37 @@ def _fail(ctx: click.Context, message: str, exit_code: int, *, as_json: bool) ->
 def _unless_output_is_gone() -> Iterator[None]:
     """What is said once the work is done, to a reader that stopped early (`| head`: EPIPE) or
     a terminal that hung up (EIO, after SIGHUP): the exit code stays the work's own, not the 1
-    of a failed write (click's "partial" for a closed pipe, or a traceback)."""
+    of a failed write (click's "partial" for a closed pipe, or a traceback). Output that
+    could not be written for another reason (a full disk) is said on stderr."""
     try:
         yield
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.EIO):
+            with contextlib.suppress(OSError):
+                click.echo(
+                    f"warning: cannot write to standard output ({exc.strerror or exc}): what "
+                    "reached it is incomplete; the run is recorded in sync_runs",
+                    err=True,
+                )
         _silence_closed_output()
+
+
+def _write_out(message: str | bytes, *, nl: bool = True) -> None:
+    """What a reading command exists to print (a report, the status), on stdout. A write that
+    fails for want of room (a report redirected to a full disk) is exit 3 saying so, not a
+    traceback and exit 1, the code of a partial sync. A reader that stopped early (EPIPE) is
+    left to the handling it has."""
+    try:
+        click.echo(message, nl=nl)
+        sys.stdout.flush()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        _silence_closed_output(stderr_too=False)  # else the flush at exit fails again
+        raise OutputFailed(
+            f"cannot write to standard output ({exc.strerror or exc}): what reached it is "
+            "incomplete"
+        ) from None
 
 
 def _json_error(message: str, exit_code: int) -> None:
@@ -479,11 +505,11 @@ def _refuse_selecting_from_nothing(
     )
 
 
-def _silence_closed_output() -> None:
+def _silence_closed_output(*, stderr_too: bool = True) -> None:
     """Point stdout and stderr at /dev/null, so that their flush at exit does not fail again
     on the closed pipe (the recipe of Python's `signal` documentation)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (sys.stdout, sys.stderr) if stderr_too else (sys.stdout,):
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, stream.fileno())
 
@@ -692,11 +718,11 @@ def current(ctx: click.Context, database_url: str) -> None:
     state = db.current_revision(open_engine(ctx, database_url))
     where = ctx.meta["masked_url"]
     if state.up_to_date:
-        click.echo(f"{state.current} (head) at {where}")
+        _write_out(f"{state.current} (head) at {where}")
     elif state.known:
-        click.echo(f"{state.current} (older; newest is {state.head}) at {where}")
+        _write_out(f"{state.current} (older; newest is {state.head}) at {where}")
     else:
-        click.echo(
+        _write_out(
             f"{state.current} (unknown to this version; newest known is {state.head}) at {where}"
         )
 
@@ -718,9 +744,9 @@ def status(ctx: click.Context, database_url: str, as_json: bool) -> None:
     overview = build_overview(engine, failures_shown=MAX_FAILURES_SHOWN)
     shown = ctx.meta["masked_url"]
     if as_json:
-        click.echo(json.dumps(overview.as_json(shown), default=str))
+        _write_out(json.dumps(overview.as_json(shown), default=str))
     else:
-        click.echo("\n".join(overview.text(shown)))
+        _write_out("\n".join(overview.text(shown)))
 
 
 @cli.command()
@@ -756,8 +782,7 @@ def report(
     reports = load_reports()
     if name is None:
         width = max(len(n) for n in reports)
-        for report_ in reports.values():
-            click.echo(f"{report_.name:<{width}}  {report_.about}")
+        _write_out("\n".join(f"{r.name:<{width}}  {r.about}" for r in reports.values()))
         return
     if name not in reports:
         raise unknown_report(name, reports)
@@ -772,7 +797,7 @@ def report(
     chosen = output_format or ("table" if sys.stdout.isatty() else "csv")
     rendered = render(result, chosen)
     # CSV is data for other programs: UTF-8 whatever the locale, never a character lost.
-    click.echo(rendered.encode() if chosen == "csv" else rendered, nl=False)
+    _write_out(rendered.encode() if chosen == "csv" else rendered, nl=False)
 
 
 @cli.command(name="stand-in")

@@ -13,7 +13,8 @@
     │   ├── ListingRunaway          the order listing repeats a page token or never ends
     │   ├── SpoolFailed             the run's list of image IDs found no room in TMPDIR
     │   ├── SchemaMismatch          the database's revision is newer than / unknown to this code
-    │   └── NoMirror                `status`/`db current`: no mirror there (nothing is created)
+    │   ├── NoMirror                `status`/`db current`: no mirror there (nothing is created)
+    │   └── OutputFailed            standard output could not be written (a full disk)
     ├── LockHeld                75: another sync holds the database's lock
     │   └── DatabaseBusy            another process held a SQLite lock past the timeout
     └── Interrupted             130: SIGINT/SIGTERM/SIGHUP, fetched work committed
@@ -101,3 +102,7 @@ class Interrupted(MirrorError):
 
 class InvalidPayload(ValueError):
     """A response body that is not a JSON object for the requested image (per image, not fatal)."""
+
+
+class OutputFailed(FatalError):
+    pass

@@ -568,3 +568,36 @@ def test_escape_sequences_in_the_apis_data_reach_no_terminal_and_stay_in_csv(
     rows_read = csv.DictReader(io.StringIO(as_csv.stdout))
     # The child's row: the parent's sample record may be a restaged image too (a row of its own)
     assert [r["image_name"] for r in rows_read if r["image_id"] == child] == [name]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "last-runs", "--format", "csv"],
+        ["report", "last-runs", "--format", "json"],
+        ["report"],
+        ["status"],
+        ["status", "--json"],
+        ["db", "current"],
+    ],
+)
+def test_output_to_a_full_disk_is_exit_3_saying_so(
+    standin: StandIn, tmp_path: Any, command: list[str]
+) -> None:
+    """`report ... > report.csv` on a full disk (/dev/full) ended in a traceback with exit 1, a
+    partial sync's code, and a file cut short."""
+    database_url = f"sqlite:///{tmp_path / 'm.db'}"
+    sync(standin, database_url, *new_ids(2))
+    database = [] if command == ["report"] else ["--database-url", database_url]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "mirror", *command, *database],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == (
+        "error: cannot write to standard output (No space left on device): what reached it is "
+        "incomplete\n"
+    )

@@ -125,6 +125,31 @@ def test_a_reader_that_stops_early_leaves_the_exit_code_the_runs(
     assert stderr == ""
 
 
+def test_a_summary_that_cannot_be_written_is_said_and_the_exit_code_stays_the_runs(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """`sync --json > summary.json` on a full disk: the run succeeded and exited 0, with an
+    empty file and not a word of why."""
+    database = tmp_path / "mirror.db"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "mirror", "sync", *new_ids(2), "--json",
+                "--base-url", standin.url, "--database-url", str(database),
+            ],
+            stdout=full, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "warning: cannot write to standard output (No space left on device): what reached it "
+        "is incomplete; the run is recorded in sync_runs\n"
+    )
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT status, inserted FROM sync_runs").fetchall() == [
+            ("succeeded", 2)
+        ]
+
+
 def test_a_killed_holder_does_not_block_the_next_sync(
     standin: StandIn, database_url: str, engine: Engine
 ) -> None:
