@@ -166,3 +166,39 @@ def test_the_common_postgres_password_leaves_the_databases_address_readable() ->
     assert result.exit_code == 3
     assert "cannot use the database postgresql://***:***@127.0.0.1:1/db:" in result.stderr
     assert "postgres:postgres" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("sqlite:///mirror.db\r", "(it ends in a carriage return: Windows line ends?)"),
+        ("mirror.db\r", "(it ends in a carriage return: Windows line ends?)"),
+        ("postgresql://u:Secr3tTail@h/db\r", "holds a control character"),
+        ("mirror\x00.db", "holds a control character"),
+        (" mirror.db", "begins or ends with a space"),
+        ("mirror.db ", "begins or ends with a space"),
+    ],
+)
+def test_a_database_url_with_stray_characters_is_refused(raw: str, words: str) -> None:
+    """`MIRROR_DATABASE_URL=sqlite:///mirror.db` in an env file with Windows line ends made a
+    second file, `mirror.db\\r`, which every cron run filled while the real mirror went stale."""
+    with pytest.raises(InputError) as caught:
+        parse_database_url(raw)
+    assert words in str(caught.value)
+    assert "Secr3tTail" not in str(caught.value)
+
+
+def test_a_sync_to_a_url_read_with_windows_line_ends_creates_no_second_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(
+        "sync",
+        "0c7b9e2f-1d2e-4f3a-8b4c-5d6e7f8a9b0c",
+        "--base-url",
+        "http://127.0.0.1:9",
+        env={"MIRROR_DATABASE_URL": "sqlite:///mirror.db\r"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "Windows line ends?" in result.stderr
+    assert list(tmp_path.iterdir()) == []
