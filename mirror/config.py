@@ -48,7 +48,12 @@ def parse_database_url(raw: str) -> URL:
     """
     from sqlalchemy.engine import URL, make_url
 
-    _refuse_stray_characters(raw)
+    refuse_stray_characters(
+        "--database-url (or MIRROR_DATABASE_URL)",
+        raw,
+        shown=f"{raw.split('://', 1)[0]}://***" if "://" in raw else repr(raw),
+        names="database",
+    )
     if "://" not in raw and raw.strip():
         return URL.create("sqlite", database=os.path.expanduser(raw))
     scheme = raw.split("://", 1)[0] if "://" in raw else ""
@@ -336,20 +341,19 @@ def without_user_info(url: str) -> str:
     return f"{scheme}://{masked_url}" if scheme else masked_url
 
 
-def _refuse_stray_characters(raw: str) -> None:
-    """A control character, or a space at either end, is never part of the database meant: a
-    URL read from an environment file saved with Windows line ends (`sqlite:///mirror.db\r`)
-    made a second SQLite file, `mirror.db\r`, that every cron run then filled, while the real
-    mirror went stale and `status` showed it so."""
+def refuse_stray_characters(option: str, raw: str, *, shown: str, names: str) -> None:
+    """A control character, or a space at either end, is never part of the database or file
+    meant: a URL read from an environment file saved with Windows line ends
+    (`sqlite:///mirror.db\r`) made a second SQLite file, `mirror.db\r`, that every cron run
+    then filled, while the real mirror went stale and `status` showed it so."""
     control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw)
     if not control and raw == raw.strip():
         return
-    shown = f"{raw.split('://', 1)[0]}://***" if "://" in raw else repr(raw)
     what = "holds a control character" if control else "begins or ends with a space"
     crlf = " (it ends in a carriage return: Windows line ends?)" if raw.endswith("\r") else ""
     raise InputError(
-        f"--database-url (or MIRROR_DATABASE_URL) {shown} {what}{crlf}, which would name "
-        "another database than the one meant; remove it"
+        f"{option} {shown} {what}{crlf}, which would name another {names} than the one meant; "
+        "remove it"
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mirror.config import refuse_stray_characters
 from mirror.errors import InputError
 from mirror.outcomes import Counts, OrderCounts, RunStatus
 
@@ -50,6 +51,9 @@ class MirrorFigures:
 def check_metrics_path(raw: str) -> Path:
     """Refuse, before the run, a path node_exporter would not read or we could not write.
     `~` is expanded, as in SQLite paths: cron does not expand it in a crontab's variables."""
+    refuse_stray_characters(
+        "--metrics-file (or MIRROR_METRICS_FILE)", raw, shown=repr(raw), names="file"
+    )
     path = Path(raw).expanduser()
     if path.suffix != ".prom":
         raise InputError(

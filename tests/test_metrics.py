@@ -174,6 +174,7 @@ def test_no_file_for_a_run_that_did_not_take_the_lock_nor_for_a_dry_run(
     [
         ("mirror.txt", "reads only *.prom files"),
         ("missing-dir/mirror.prom", "does not exist"),
+        ("mirror.prom\r", "(it ends in a carriage return: Windows line ends?)"),
     ],
 )
 def test_a_path_node_exporter_would_not_read_is_exit_2_before_any_request(
