@@ -339,14 +339,10 @@ class Reachability:
                 if self._failures == 1
                 else f"the first {self._failures} attempts"
             )
-            check = (
-                "--base-url, the proxy and the network"
-                if self._through
-                else ("--base-url and the network")
-            )
+            check = "--base-url, the proxy" if self._through else "--base-url"
             raise ApiUnreachable(
                 f"cannot reach the API at {self._base_url}{self._through}: {tried} failed to "
-                f"connect ({reason}); check {check}, nothing more was tried"
+                f"connect ({reason}); check {check} and the network, nothing more was tried"
             )
 
 

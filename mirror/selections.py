@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the queries import SQLAlchemy and the tables when they run
 FINISHED_STATUSES = ("processed", "error", "expired")
 STREAM_BATCH = 10_000
 _DURATION = re.compile(r"([0-9]+)([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -47,12 +46,13 @@ def parse_duration(text: str) -> timedelta:
             "90s, 30m, 12h or 7d"
         )
     number, unit = match.groups()
+    seconds = int(number) * _SECONDS[unit]
     # Bounded, as the cutoff (now minus it) must be a date: 1000000d ended in a traceback.
-    if int(number) * _SECONDS[unit] > MAX_OLDER_THAN.total_seconds():
+    if seconds > MAX_OLDER_THAN.total_seconds():
         raise InputError(
             f"--older-than {text!r} is longer than 100 years; at most {MAX_OLDER_THAN.days}d"
         )
-    return timedelta(**{_UNITS[unit]: int(number)})
+    return timedelta(seconds=seconds)
 
 
 MAX_OLDER_THAN = timedelta(days=36_500)
