@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -387,7 +388,11 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
     primary = getattr(diag, "message_primary", None)
     reason = " ".join(str(primary or original).split()) or type(original).__name__
     sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate == INSUFFICIENT_PRIVILEGE:
+    if sqlstate == INSUFFICIENT_PRIVILEGE and _ON_TABLES.search(reason):
+        reason += _table_privilege_hint(url.username or "the role")
+    elif sqlstate == INSUFFICIENT_PRIVILEGE and _NOT_OWNER.search(reason):
+        reason += _owner_hint(url.username or "the role")
+    elif sqlstate == INSUFFICIENT_PRIVILEGE:
         reason += _privilege_hint(url.username or "the role")
     elif sqlstate == QUERY_CANCELED:
         reason += _timeout_hint(url.username or "the role")
@@ -423,6 +428,36 @@ def _privilege_hint(role: str) -> str:
         f"{role}, or GRANT CREATE ON SCHEMA public TO {role}, which PostgreSQL 15 and later no "
         f"longer grant to every role; status and report only read: GRANT SELECT ON ALL TABLES "
         f"IN SCHEMA public TO {role})"
+    )
+
+
+# "permission denied for table images" / "for sequence sync_runs_id_seq", in English; other
+# server languages get the general hint.
+_ON_TABLES = re.compile(r"permission denied for (table|sequence) ")
+_NOT_OWNER = re.compile(r"must be owner of (table|relation|sequence|index) ")
+
+
+def _table_privilege_hint(role: str) -> str:
+    """Tables another role owns (made by an administrator's `db upgrade`), and a role that may
+    only use them: the general hint (a database of its own, CREATE on the schema) was beside
+    the point there."""
+    return (
+        f" (the mirror's tables belong to another role, and {role} may not write them: a sync "
+        f"reads and writes every one, so their owner runs GRANT SELECT, INSERT, UPDATE ON ALL "
+        f"TABLES IN SCHEMA public TO {role} and GRANT USAGE ON ALL SEQUENCES IN SCHEMA public "
+        f"TO {role}, and runs `autoenhance-mirror db upgrade` itself after each upgrade of the "
+        f"tool; or makes the tables the role's own: ALTER TABLE ... OWNER TO {role}; status "
+        f"and report only read: GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role})"
+    )
+
+
+def _owner_hint(role: str) -> str:
+    """A role that may write the tables but does not own them, after an upgrade of the tool:
+    only the owner may migrate them."""
+    return (
+        f" (the mirror's schema is older than this version, and only the owner of its tables "
+        f"may migrate it, which {role} is not: run `autoenhance-mirror db upgrade` once with "
+        "the owner's --database-url, then syncs go on; nothing was changed)"
     )
 
 

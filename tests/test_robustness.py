@@ -657,6 +657,47 @@ def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
 
 
 @pytest.mark.postgres
+def test_a_role_that_may_only_use_the_tables_is_told_what_to_grant_and_who_migrates(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """Tables an administrator made (`db upgrade` as their owner) and a sync run as a role that
+    may only use them: the hint was the general one (a database of its own, CREATE on the
+    schema), beside the point both when a grant is missing and when a migration is due."""
+    assert run_cli("db", "upgrade", "0005", "--database-url", postgres_url).exit_code == 0
+    admin = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+
+    def sync_as(url: str) -> Any:
+        return run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
+
+    with a_role_that_does_not_own(postgres_url) as (role, url):
+        try:
+            refused = sync_as(url)
+            assert refused.exit_code == 3, refused.output
+            assert "permission denied for table alembic_version" in refused.stderr
+            assert (
+                f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role} and "
+                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}" in refused.stderr
+            )
+            with admin.begin() as connection:
+                connection.exec_driver_sql(
+                    f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}; "
+                    f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"
+                )
+            not_owner = sync_as(url)  # 0005 → head is due, and only the owner may migrate
+            assert not_owner.exit_code == 3, not_owner.output
+            assert "must be owner of table" in not_owner.stderr
+            assert "run `autoenhance-mirror db upgrade` once with the owner's" in (not_owner.stderr)
+            assert run_cli("db", "upgrade", "--database-url", postgres_url).exit_code == 0
+            synced = sync_as(url)
+            assert synced.exit_code == 0, synced.output
+            assert standin.state.total_requests == 1
+        finally:
+            with admin.begin() as connection:
+                connection.exec_driver_sql(f"DROP OWNED BY {role}")
+    admin.dispose()
+
+
+@pytest.mark.postgres
 def test_a_statement_timeout_that_cancels_a_batch_is_named_with_its_fix(
     standin: StandIn, postgres_url: str
 ) -> None:
