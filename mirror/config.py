@@ -48,15 +48,15 @@ def parse_database_url(raw: str) -> URL:
     """
     from sqlalchemy.engine import URL, make_url
 
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
     refuse_stray_characters(
         "--database-url (or MIRROR_DATABASE_URL)",
         raw,
-        shown=f"{raw.split('://', 1)[0]}://***" if "://" in raw else repr(raw),
+        shown=f"{scheme}://***" if "://" in raw else repr(raw),
         names="database",
     )
     if "://" not in raw and raw.strip():
         return URL.create("sqlite", database=os.path.expanduser(raw))
-    scheme = raw.split("://", 1)[0] if "://" in raw else ""
     shown = f"{scheme}://***" if scheme else "(empty)"
     try:
         url = make_url(raw)
@@ -346,15 +346,24 @@ def refuse_stray_characters(option: str, raw: str, *, shown: str, names: str) ->
     meant: a URL read from an environment file saved with Windows line ends
     (`sqlite:///mirror.db\r`) made a second SQLite file, `mirror.db\r`, that every cron run
     then filled, while the real mirror went stale and `status` showed it so."""
-    control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw)
+    control = _holds_control_characters(raw)
     if not control and raw == raw.strip():
         return
     what = "holds a control character" if control else "begins or ends with a space"
-    crlf = " (it ends in a carriage return: Windows line ends?)" if raw.endswith("\r") else ""
     raise InputError(
-        f"{option} {shown} {what}{crlf}, which would name another {names} than the one meant; "
-        "remove it"
+        f"{option} {shown} {what}{_windows_line_end(raw)}, which would name another {names} "
+        "than the one meant; remove it"
     )
+
+
+def _holds_control_characters(value: str, *, tab_allowed: bool = False) -> bool:
+    """C0 controls and DEL (a tab too, unless allowed)."""
+    return any((ord(c) < 0x20 and not (tab_allowed and c == "\t")) or c == "\x7f" for c in value)
+
+
+def _windows_line_end(value: str) -> str:
+    """The likely cause, when a value read from a file (an env file, a key file) ends in CR."""
+    return " (it ends in a carriage return: Windows line ends?)" if value.endswith("\r") else ""
 
 
 def check_header_value(option: str, value: str | None, *, secret: bool = False) -> None:
@@ -363,12 +372,10 @@ def check_header_value(option: str, value: str | None, *, secret: bool = False) 
     if value is None:
         return
     shown = "" if secret else f" {value!r}"
-    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
-        # A value read from a file saved with Windows line ends (an env file, a key file).
-        crlf = " (it ends in a carriage return: Windows line ends?)" if value.endswith("\r") else ""
+    if _holds_control_characters(value, tab_allowed=True):
         raise InputError(
             f"{option}{shown} holds a line break or control character, "
-            f"which cannot be sent in an HTTP header{crlf}"
+            f"which cannot be sent in an HTTP header{_windows_line_end(value)}"
         )
     if any(ord(c) > 0xFF for c in value):
         raise InputError(f"{option}{shown} holds characters an HTTP header cannot carry")
