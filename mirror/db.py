@@ -208,6 +208,14 @@ class _PostgresLockTimeout:
         connection.exec_driver_sql(self._statement)
 
 
+def lock_timeout_statement(dialect: str, seconds: float) -> str:
+    """The statement that bounds the wait for another's lock: SQLite's busy timeout (for the
+    connection) or PostgreSQL's lock_timeout (for the transaction)."""
+    if dialect == "sqlite":
+        return f"PRAGMA busy_timeout={int(seconds * 1000)}"
+    return pg_lock_timeout_statement(seconds)
+
+
 def pg_lock_timeout_statement(seconds: float) -> str:
     """`SET LOCAL lock_timeout`, in whole milliseconds; at least 1, as 0 means no limit there."""
     return f"SET LOCAL lock_timeout = {max(1, round(seconds * 1000)):d}"
@@ -260,7 +268,7 @@ def leave_wal(engine: Engine) -> None:
     engine.dispose()  # this process's other connections would hold it in WAL mode too
     try:
         with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA busy_timeout=0")
+            connection.exec_driver_sql(lock_timeout_statement("sqlite", 0))
             connection.exec_driver_sql("PRAGMA journal_mode=DELETE")
     except SQLAlchemyError:
         pass  # "database is locked": a reader has it open
@@ -388,14 +396,11 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
     primary = getattr(diag, "message_primary", None)
     reason = " ".join(str(primary or original).split()) or type(original).__name__
     sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate == INSUFFICIENT_PRIVILEGE and _ON_TABLES.search(reason):
-        reason += _table_privilege_hint(url.username or "the role")
-    elif sqlstate == INSUFFICIENT_PRIVILEGE and _NOT_OWNER.search(reason):
-        reason += _owner_hint(url.username or "the role")
-    elif sqlstate == INSUFFICIENT_PRIVILEGE:
-        reason += _privilege_hint(url.username or "the role")
+    role = url.username or "the role"
+    if sqlstate == INSUFFICIENT_PRIVILEGE:
+        reason += _privilege_hint(role, reason)
     elif sqlstate == QUERY_CANCELED:
-        reason += _timeout_hint(url.username or "the role")
+        reason += _timeout_hint(role)
     elif sqlstate in PREPARED_STATEMENT_MISMATCH:
         reason += _pooler_hint()
     elif "unsupported startup parameter: options" in reason:
@@ -419,9 +424,15 @@ READ_ONLY_SQL_TRANSACTION = "25006"
 PREPARED_STATEMENT_MISMATCH = ("42P05", "26000")
 
 
-def _privilege_hint(role: str) -> str:
-    """What a new user on PostgreSQL 15+ meets first: a role that may log in to a database it
-    does not own may no longer create tables in its `public` schema."""
+def _privilege_hint(role: str, reason: str) -> str:
+    """What to grant, by what was refused: tables or sequences another role owns, a migration
+    only their owner may run, else what a new user on PostgreSQL 15+ meets first: a role that
+    may log in to a database it does not own may no longer create tables in its `public`
+    schema."""
+    if _ON_TABLES.search(reason):
+        return _table_privilege_hint(role)
+    if _NOT_OWNER.search(reason):
+        return _owner_hint(role)
     return (
         f" (the role {role} lacks a privilege on this database: a sync creates and migrates "
         f"the mirror's tables, so give it a database it owns, CREATE DATABASE mirror OWNER "

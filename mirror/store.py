@@ -25,7 +25,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from mirror.batch import Batch, SoFar, Stored
 from mirror.clock import RunClock
 from mirror.db import lock_timeout as default_lock_timeout
-from mirror.db import pg_lock_timeout_statement
+from mirror.db import lock_timeout_statement
 from mirror.models import images_table, sync_failures_table, sync_runs_table
 from mirror.order_store import apply_orders, mark_orders_deleted
 from mirror.outcomes import Change, Counts, Failure, OrderCounts, RunStatus
@@ -137,14 +137,10 @@ def finish_run(
 ) -> None:
     """Record the end of a run. `lock_timeout`: wait at most this many seconds for another's
     lock (after a failed run, not the usual 30)."""
-    sqlite = engine.dialect.name == "sqlite"
+    dialect = engine.dialect.name
     with engine.begin() as connection:
         if lock_timeout is not None:
-            connection.exec_driver_sql(
-                f"PRAGMA busy_timeout={int(lock_timeout * 1000)}"
-                if sqlite
-                else pg_lock_timeout_statement(lock_timeout)
-            )
+            connection.exec_driver_sql(lock_timeout_statement(dialect, lock_timeout))
         connection.execute(
             update(sync_runs_table)
             .where(sync_runs_table.c.id == run_id)
@@ -159,8 +155,8 @@ def finish_run(
                 **({} if api_requests is None else {"api_requests": api_requests}),
             )
         )
-        if lock_timeout is not None and sqlite:  # a connection's setting: put back
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(default_lock_timeout() * 1000)}")
+        if lock_timeout is not None and dialect == "sqlite":  # a connection's setting: put back
+            connection.exec_driver_sql(lock_timeout_statement(dialect, default_lock_timeout()))
 
 
 def store_batch(
