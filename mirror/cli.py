@@ -117,9 +117,7 @@ def _unless_output_is_gone() -> Iterator[None]:
         if exc.errno not in (errno.EPIPE, errno.EIO):
             with contextlib.suppress(OSError):
                 click.echo(
-                    f"warning: cannot write to standard output ({exc.strerror or exc}): what "
-                    "reached it is incomplete; the run is recorded in sync_runs",
-                    err=True,
+                    f"warning: {_unwritable(exc)}; the run is recorded in sync_runs", err=True
                 )
         _silence_closed_output()
 
@@ -136,10 +134,11 @@ def _write_out(message: str | bytes, *, nl: bool = True) -> None:
         if exc.errno == errno.EPIPE:
             raise
         _silence_closed_output(stderr_too=False)  # else the flush at exit fails again
-        raise OutputFailed(
-            f"cannot write to standard output ({exc.strerror or exc}): what reached it is "
-            "incomplete"
-        ) from None
+        raise OutputFailed(_unwritable(exc)) from None
+
+
+def _unwritable(exc: OSError) -> str:
+    return f"cannot write to standard output ({exc.strerror or exc}): what reached it is incomplete"
 
 
 def _json_error(message: str, exit_code: int) -> None:
