@@ -32,9 +32,10 @@ from mirror.standin import StandIn
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the developer's configuration."""
+    """No test reads the developer's configuration, proxies included (a machine's HTTP_PROXY
+    would send every request to the stand-in through it)."""
     for name in list(os.environ):
-        if name.startswith(("AUTOENHANCE_", "MIRROR_")):
+        if name.startswith(("AUTOENHANCE_", "MIRROR_")) or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
 
 

@@ -73,9 +73,6 @@ def test_a_connection_the_server_closed_is_redialled_without_a_failure(
     assert sum(standin.state.requests.values()) == 4
 
 
-PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "MIRROR_HTTP_CLIENT")
-
-
 @pytest.mark.parametrize(
     ("environment", "base_url", "uses_httpx"),
     [
@@ -98,9 +95,6 @@ def test_a_proxy_in_the_environment_selects_httpx(
     """The lean client speaks no proxy protocol: where a proxy applies, httpx is used."""
     from mirror.api import _needs_httpx
 
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert _needs_httpx(base_url) is uses_httpx

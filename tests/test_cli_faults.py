@@ -406,11 +406,8 @@ PROXY_PASSWORD = "Pr0xy-pw-do-not-leak"
 
 @pytest.fixture
 def proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Sets HTTP_PROXY and HTTPS_PROXY (and no other proxy variable) for the CLI run in this
+    """Sets HTTP_PROXY and HTTPS_PROXY (conftest cleared every other) for the CLI run in this
     process."""
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "MIRROR_HTTP_CLIENT"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
     def use(proxy: str) -> None:
         monkeypatch.setenv("HTTP_PROXY", proxy)
