@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"autoenhance-mirror/{__version__} (+https://pypi.org/project/autoenhance-mirror/)"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# What a gateway or proxy answers when the service behind it does not (RFC 9110 §15.6.3-5).
+GATEWAY_STATUS = frozenset({502, 503, 504})
 MAX_BODY_BYTES = 4 * 1024 * 1024  # an image record is ~1 KB; anything this big is not one
 # An order embeds all its images (hundreds of KB for a big one), a listing page 15 orders.
 MAX_ORDER_BODY_BYTES = 64 * 1024 * 1024
@@ -317,17 +319,39 @@ def proxy_rejected(reason: str) -> ProxyRejected:
 
 
 class Reachability:
-    """Whether the API was ever reached: when the first attempts of a run all fail to
-    connect (refused, DNS, connect timeout, TLS handshake), the API is not there and the run
-    stops at once (ApiUnreachable, exit 3) instead of retrying each image in turn."""
+    """Whether the API answers. When the first attempts of a run all fail to connect
+    (refused, DNS, connect timeout, TLS handshake), the API is not there. When fetches end,
+    their retries spent, in a gateway's 502/503/504, a timeout or a connection closed without
+    an answer, and nothing else answers meanwhile, the API is down behind the gateway or
+    proxy in front of it: the first few of a run, or many in a row later. Either way the run
+    stops (ApiUnreachable, exit 3) instead of retrying each image in turn: behind nginx,
+    3,000 images took 16 minutes of 502s, 100,000 would take hours, and every cron run
+    meanwhile exits 75."""
 
-    def __init__(self, base_url: str, *, give_up_after: int = 3) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        give_up_after: int = 3,
+        silent_at_start: int = 3,
+        silent_in_a_row: int = 100,
+    ) -> None:
         self._base_url = base_url
         proxy = proxy_for(base_url)
         self._through = f" through the proxy {without_user_info(proxy)}" if proxy else ""
         self._give_up_after = give_up_after
         self._failures = 0
+        self._silent_at_start = silent_at_start
+        self._silent_in_a_row = silent_in_a_row
+        self._silent = 0  # fetches that ended in silence since the API last answered
         self.answered = False
+
+    def heard(self, status: int | None) -> None:
+        """An answer came: an HTTP status, or None for bytes that were not HTTP. A gateway's
+        502/503/504 is no word from the API itself."""
+        if status not in GATEWAY_STATUS:
+            self.answered = True
+            self._silent = 0
 
     def connect_failed(self, reason: str) -> None:
         if self.answered:
@@ -344,6 +368,40 @@ class Reachability:
                 f"cannot reach the API at {self._base_url}{self._through}: {tried} failed to "
                 f"connect ({reason}); check {check} and the network, nothing more was tried"
             )
+
+    def gave_up(self, failure: Failure, attempts: int) -> None:
+        """A fetch ended failed, its retries spent: a gateway's status, a timeout or a
+        connection without an answer is the API's silence."""
+        if failure.kind == "timeout":
+            why = "no response within --timeout (raise it if the API is only slow)"
+        elif failure.kind == "connection":
+            why = "no answer on the connection (refused, or closed before an answer)"
+        elif failure.http_status in GATEWAY_STATUS:
+            from http import HTTPStatus  # only as a run gives up: not imported at start-up
+
+            status = HTTPStatus(failure.http_status)
+            why = (
+                f"HTTP {status.value} {status.phrase}, what a gateway or proxy answers when the "
+                "service behind it does not"
+            )
+        else:
+            return
+        self._silent += 1
+        limit = self._silent_in_a_row if self.answered else self._silent_at_start
+        if self._silent < limit:
+            return
+        each = "once" if attempts == 1 else f"{attempts} times"
+        if self.answered:
+            what = f"stopped answering: the last {self._silent} requests"
+            kept = "what it answered before is kept, "
+        else:
+            what = f"never answered: the first {self._silent} requests"
+            kept = ""
+        raise ApiUnreachable(
+            f"the API at {self._base_url}{self._through} {what}, each tried {each}, ended "
+            f"with {why}; the API or the way to it is down: {kept}nothing more was tried "
+            "(the next run tries again)"
+        )
 
 
 class Fetcher:
@@ -379,6 +437,8 @@ class Fetcher:
         while True:
             result, retry_after = await self._attempt(transport, target, on_send)
             if isinstance(result, Fetched) or retry_after is None or attempt >= self._retries:
+                if self._reachability is not None and not isinstance(result, Fetched):
+                    self._reachability.gave_up(result, attempt + 1)
                 return result
             attempt += 1
             delay = self._backoff(attempt, retry_after)
@@ -411,12 +471,13 @@ class Fetcher:
                 self._reachability.connect_failed(str(exc))
             return target.failure("connection", str(exc)), 0.0
         except BodyTooLarge as exc:
-            self._answered()
+            self._heard(200)
             return target.failure("invalid_payload", str(exc), 200), None
         except HttpError as exc:
-            self._answered()
+            if not isinstance(exc, ConnectionLost):  # bytes came, if not HTTP ones
+                self._heard(None)
             return target.failure("connection", f"connection lost: {exc}"), 0.0
-        self._answered()
+        self._heard(response.status)
         return _interpret(target, response)
 
     def _answered_after(self, sent: float) -> None:
@@ -424,9 +485,9 @@ class Fetcher:
             self.first_answer_seconds = time.monotonic() - sent
             self.first_answer.set()
 
-    def _answered(self) -> None:
+    def _heard(self, status: int | None) -> None:
         if self._reachability is not None:
-            self._reachability.answered = True
+            self._reachability.heard(status)
 
 
 def _interpret(target: Target, response: RawResponse) -> tuple[FetchResult, float | None]:

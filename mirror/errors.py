@@ -6,7 +6,7 @@
     │   ├── ApiKeyRejected          the API answered 401/403
     │   ├── ApiRedirected           the API answered a redirect: --base-url is not its address
     │   ├── ProxyRejected           the proxy in between answered 407: its credentials
-    │   ├── ApiUnreachable          no request reached the API at all
+    │   ├── ApiUnreachable          the API does not answer: not reached, or silent behind a gateway
     │   ├── DatabaseUnavailable     cannot connect, wrong password, not a database
     │   │   └── TransientDatabaseError  may pass (a lost session, ...): tried once more first
     │   ├── TooManyDeletions        the deletion guard: implausibly many 404s of mirrored images

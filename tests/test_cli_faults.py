@@ -123,6 +123,87 @@ def test_an_api_that_cannot_be_reached_stops_the_run_early(
     assert run["failed"] < 50  # stopped early, not each image in turn
 
 
+def gateway_answer(status: int, phrase: str) -> bytes:
+    """What nginx answers when the service behind it does not."""
+    body = f"<html><head><title>{status} {phrase}</title></head><body>nginx</body></html>"
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "phrase"),
+    [(502, "Bad Gateway"), (503, "Service Unavailable"), (504, "Gateway Timeout")],
+)
+def test_an_api_down_behind_its_gateway_stops_the_run_early(
+    database_url: str, engine: Engine, status: int, phrase: str
+) -> None:
+    """Behind nginx with the API down, every image was retried in turn: 3,000 images took 16
+    minutes of 502s, and every cron run meanwhile exited 75."""
+    with RawServer([gateway_answer(status, phrase)]) as gateway:
+        result = sync(gateway.url, database_url, *new_ids(50), "--retries", "1")
+    assert result.exit_code == 3, result.output
+    assert (
+        f"the API at {gateway.url} never answered: the first 3 requests, each tried 2 times, "
+        f"ended with HTTP {status} {phrase}, what a gateway or proxy answers"
+    ) in result.stderr
+    assert len(gateway.requests) <= 20  # 8 images in flight at most, 2 attempts each; not 100
+    [run] = rows(engine, "SELECT status, requested, error FROM sync_runs")
+    assert (run["status"], run["requested"]) == ("failed", 50)
+    assert "never answered" in run["error"]
+
+
+def test_an_api_that_never_answers_in_time_stops_the_run_early(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(30)
+    for image_id in ids:
+        standin.state.script(image_id, Fault(delay=3))
+    result = sync(standin.url, database_url, *ids, "--timeout", "0.3", "--retries", "0")
+    assert result.exit_code == 3, result.output
+    assert "never answered: the first 3 requests, each tried once, ended with no response " in (
+        result.stderr
+    )
+    assert "raise it if the API is only slow" in result.stderr
+    assert standin.state.total_requests <= 10  # the first 8, perhaps one or two more; not 30
+    assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
+
+
+def test_an_api_that_stops_answering_stops_the_run_and_keeps_what_came(
+    database_url: str, engine: Engine
+) -> None:
+    ids = new_ids(300)
+    answers = [image_answer] * 20 + [gateway_answer(502, "Bad Gateway")]
+    with RawServer(answers) as gateway:
+        result = sync(gateway.url, database_url, *ids, "--retries", "0", "--concurrency", "1")
+    assert result.exit_code == 3, result.output
+    assert (
+        f"the API at {gateway.url} stopped answering: the last 100 requests, each tried once, "
+        "ended with HTTP 502 Bad Gateway"
+    ) in result.stderr
+    assert "what it answered before is kept" in result.stderr
+    assert len(gateway.requests) == 120  # 20 answered, then 100 in a row; not 300
+    assert scalar(engine, "SELECT count(*) FROM images") == 20
+    [run] = rows(engine, "SELECT status, inserted, failed FROM sync_runs")
+    assert (run["status"], run["inserted"]) == ("failed", 20)
+
+
+def test_gateway_errors_between_answers_are_each_image_s_failure(
+    database_url: str, engine: Engine
+) -> None:
+    """The API answering between them, the 502s are its trouble with those images: the run
+    goes on and records each."""
+    with RawServer([image_answer, gateway_answer(502, "Bad Gateway")] * 150) as gateway:
+        result = sync(
+            gateway.url, database_url, *new_ids(300), "--retries", "0", "--concurrency", "1"
+        )
+    assert result.exit_code == 1, result.output
+    assert len(gateway.requests) == 300
+    assert scalar(engine, "SELECT count(*) FROM images") == 150
+    assert scalar(engine, "SELECT count(*) FROM sync_failures WHERE http_status = 502") == 150
+
+
 def test_retry_after_as_an_http_date_is_honoured(standin: StandIn, database_url: str) -> None:
     image_id = new_ids(1)[0]
     # Whole seconds: +3 s is at least 2 s away, whatever the fraction of now.
