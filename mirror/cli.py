@@ -639,9 +639,12 @@ def _print_summary(summary: SyncSummary, *, base_url: str, quiet: bool, as_json:
 
 def _echo_failures(shown: list[Failure], total: int) -> None:
     for failure in shown:
-        said = failure.message.startswith(f"HTTP {failure.http_status}")  # "HTTP 404: ..."
+        subject, message = failure.subject, failure.message
+        if message.startswith(subject):  # a listing page's names it: "order listing page (...)"
+            subject, _, message = message.partition(": ")
+        said = message.startswith(f"HTTP {failure.http_status}")  # "HTTP 404: ..."
         status = f" (HTTP {failure.http_status})" if failure.http_status and not said else ""
-        click.echo(f"  {failure.kind}: {failure.subject}{status}: {failure.message}", err=True)
+        click.echo(f"  {failure.kind}: {subject}{status}: {message}", err=True)
     if total > len(shown):
         more = total - len(shown)
         click.echo(f"  … and {more} more (see the sync_failures table)", err=True)

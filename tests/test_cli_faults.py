@@ -272,7 +272,7 @@ def test_a_web_page_at_the_base_url_is_pointed_out(
     standin.state.script(LISTING, Fault(body=page))  # the order listing's first page too
     result = sync(standin.url, database_url, "--all", "--api-key", "k")
     assert result.exit_code == 1
-    assert "invalid_payload: order listing (HTTP 200)" in result.stderr
+    assert "invalid_payload: order listing page (offset start) (HTTP 200): " in result.stderr
     assert hint in result.stderr
 
 

@@ -366,6 +366,18 @@ def test_a_failed_listing_page_is_partial_and_marks_nothing_deleted(
     assert scalar(engine, "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == 0
 
 
+def test_a_failed_listing_page_is_named_once_with_its_status_once(
+    standin: StandIn, database_url: str
+) -> None:
+    """It read `http_error: order listing (HTTP 502): order listing page (offset start): HTTP
+    502 Bad Gateway`."""
+    standin.state.script(LISTING, Fault(status=502))
+    result = sync(standin, database_url, "--all")
+    assert result.exit_code == 1, result.output
+    assert "  http_error: order listing page (offset start): HTTP 502 " in result.stderr
+    assert "(HTTP 502)" not in result.stderr
+
+
 def test_a_listing_that_repeats_its_token_stops_with_exit_3(
     standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
 ) -> None:
