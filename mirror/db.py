@@ -412,6 +412,12 @@ def describe_db_error(url: URL, exc: BaseException) -> str:
         )
     elif sqlstate == DEPENDENT_OBJECTS_STILL_EXIST:
         reason += _dependents_hint(getattr(diag, "message_detail", None))
+    elif sqlstate == INVALID_SCHEMA_NAME:
+        reason += (
+            " (the search_path, from the URL's options or the role's settings, names no schema "
+            f"that exists here: create it first, CREATE SCHEMA name AUTHORIZATION {role}, or "
+            "correct the name)"
+        )
     redact = Redactor.for_run(api_key=None, database_url=url)
     return redact(f"cannot use the database {masked(url)}: {reason}")
 
@@ -420,6 +426,7 @@ INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATEs, whatever the server'
 QUERY_CANCELED = "57014"
 DEPENDENT_OBJECTS_STILL_EXIST = "2BP01"
 READ_ONLY_SQL_TRANSACTION = "25006"
+INVALID_SCHEMA_NAME = "3F000"  # "no schema has been selected to create in"
 # "prepared statement ... already exists" / "does not exist": sessions shared by a pooler
 PREPARED_STATEMENT_MISMATCH = ("42P05", "26000")
 

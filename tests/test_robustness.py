@@ -614,6 +614,27 @@ def test_a_database_that_takes_no_writes_is_named_so_before_any_request(
 
 
 @pytest.mark.postgres
+def test_a_search_path_that_names_no_schema_says_to_create_it(
+    standin: StandIn, postgres_url: str
+) -> None:
+    """A mirror in a schema of its own whose schema was not created first: the server's words
+    alone ("no schema has been selected to create in") did not say what was missing."""
+    url = f"{postgres_url}?options=-csearch_path%3Daccount_a"
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
+    assert result.exit_code == 3, result.output
+    assert "no schema has been selected to create in" in result.stderr
+    assert "names no schema that exists here: create it first, CREATE SCHEMA" in result.stderr
+    assert standin.state.total_requests == 0
+    engine = create_engine(parse_database_url(postgres_url), poolclass=NullPool)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA account_a")
+        connection.commit()
+    engine.dispose()
+    result = run_cli("sync", *new_ids(1), "--base-url", standin.url, "--database-url", url)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.postgres
 def test_a_client_encoding_in_the_environment_changes_nothing_that_is_written(
     standin: StandIn, postgres_url: str
 ) -> None:
