@@ -30,17 +30,25 @@ class RunPlan:
 
     def first_image(self, image_id: str) -> bool:
         """Whether this image is new to the run (it is then remembered)."""
-        key = int(image_id.replace("-", ""), 16)
+        key = _image_key(image_id)
         if key in self.seen_images:
             return False
         self.seen_images.add(key)
         return True
+
+    def met_image(self, image_id: str) -> bool:
+        """Whether the run has met this image already (nothing is remembered)."""
+        return _image_key(image_id) in self.seen_images
 
     def first_order(self, order_id: str) -> bool:
         if order_id in self.seen_orders:
             return False
         self.seen_orders.add(order_id)
         return True
+
+
+def _image_key(image_id: str) -> int:
+    return int(image_id.replace("-", ""), 16)
 
 
 class Intake:

@@ -378,6 +378,24 @@ def test_a_failed_listing_page_is_named_once_with_its_status_once(
     assert "(HTTP 502)" not in result.stderr
 
 
+def test_a_run_stopped_in_the_listing_counts_each_image_once(
+    standin: StandIn, account: SampleAccount, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Images given by ID and brought by an order of the listing before the run stopped were
+    counted twice: `requested` minus the counts overstated the images never tried."""
+    given = account.image_ids()
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(given))
+    standin.state.script(LISTING, Fault(), Fault(status=401))  # the second page: key revoked
+    result = sync(standin, database_url, "--all", "--from-file", str(ids_file))
+    assert result.exit_code == 3, result.output
+    [run] = rows(engine, "SELECT requested, inserted, failed FROM sync_runs")
+    mirrored = scalar(engine, "SELECT count(*) FROM images")
+    assert 0 < mirrored < len(given)  # the first page's orders, then the stop
+    assert run["inserted"] == mirrored
+    assert run["requested"] == len(given)  # each image once; never tried: the rest
+
+
 def test_a_listing_that_repeats_its_token_stops_with_exit_3(
     standin: StandIn, account: SampleAccount, database_url: str, engine: Engine
 ) -> None:
