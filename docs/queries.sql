@@ -220,3 +220,9 @@ SELECT image_id, CAST(extra ->> 'render_revision' AS BIGINT) AS render_revision
 FROM images
 WHERE extra ->> 'render_revision' IS NOT NULL
 ORDER BY image_id;
+
+-- name: forget the failures of all but the newest runs
+-- (housekeeping: every run adds a row per failure, and nothing else removes them; the runs
+-- themselves stay, as each version in image_versions names the run that wrote it)
+DELETE FROM sync_failures
+WHERE run_id <= (SELECT max(id) FROM sync_runs) - :runs;

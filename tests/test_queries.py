@@ -103,3 +103,19 @@ def test_status_timeline_of_one_image_and_status_at_a_moment(
 
     assert at(timeline[0]["valid_from"]) == [("processing", 2)]
     assert at(timeline[1]["valid_from"]) == [("processed", 1), ("processing", 1)]
+
+
+def test_forgetting_the_failures_of_all_but_the_newest_runs(
+    standin: StandIn, database_url: str, engine: Engine
+) -> None:
+    standin.state.missing.add(NEVER)
+    common = ["--base-url", standin.url, "--database-url", database_url]
+    for _ in range(4):
+        assert run_cli("sync", PROCESSED, NEVER, *common).exit_code == 1
+    with engine.begin() as connection:
+        statement = text(named_queries()["forget the failures of all but the newest runs"])
+        connection.execute(statement, {"runs": 2})
+    kept = rows(engine, "SELECT run_id, image_id FROM sync_failures ORDER BY run_id")
+    assert kept == [{"run_id": 3, "image_id": NEVER}, {"run_id": 4, "image_id": NEVER}]
+    assert [r["id"] for r in rows(engine, "SELECT id FROM sync_runs ORDER BY id")] == [1, 2, 3, 4]
+    assert run_cli("status", "--database-url", database_url).exit_code == 0
