@@ -170,6 +170,21 @@ def test_an_api_that_never_answers_in_time_stops_the_run_early(
     assert scalar(engine, "SELECT status FROM sync_runs") == "failed"
 
 
+def test_connections_closed_unanswered_from_the_start_stop_the_run_early(
+    standin: StandIn, database_url: str
+) -> None:
+    """A load balancer with no server behind it closes each connection without a word."""
+    ids = new_ids(30)
+    for image_id in ids:
+        standin.state.script(image_id, Fault(drop=True))
+    result = sync(standin.url, database_url, *ids, "--retries", "0")
+    assert result.exit_code == 3, result.output
+    assert "never answered: the first 3 requests, each tried once, ended with no answer on " in (
+        result.stderr
+    )
+    assert standin.state.total_requests <= 10  # the first 8, perhaps one or two more; not 30
+
+
 def test_an_api_that_stops_answering_stops_the_run_and_keeps_what_came(
     database_url: str, engine: Engine
 ) -> None:
