@@ -372,19 +372,8 @@ class Reachability:
     def gave_up(self, failure: Failure, attempts: int) -> None:
         """A fetch ended failed, its retries spent: a gateway's status, a timeout or a
         connection without an answer is the API's silence."""
-        if failure.kind == "timeout":
-            why = "no response within --timeout (raise it if the API is only slow)"
-        elif failure.kind == "connection":
-            why = "no answer on the connection (refused, or closed before an answer)"
-        elif failure.http_status in GATEWAY_STATUS:
-            from http import HTTPStatus  # only as a run gives up: not imported at start-up
-
-            status = HTTPStatus(failure.http_status)
-            why = (
-                f"HTTP {status.value} {status.phrase}, what a gateway or proxy answers when the "
-                "service behind it does not"
-            )
-        else:
+        silent = failure.kind in ("timeout", "connection") or failure.http_status in GATEWAY_STATUS
+        if not silent:
             return
         self._silent += 1
         limit = self._silent_in_a_row if self.answered else self._silent_at_start
@@ -399,9 +388,25 @@ class Reachability:
             kept = ""
         raise ApiUnreachable(
             f"the API at {self._base_url}{self._through} {what}, each tried {each}, ended "
-            f"with {why}; the API or the way to it is down: {kept}nothing more was tried "
-            "(the next run tries again)"
+            f"with {_silence(failure)}; the API or the way to it is down: {kept}nothing more "
+            "was tried (the next run tries again)"
         )
+
+
+def _silence(failure: Failure) -> str:
+    """How a fetch that ended in the API's silence ended, for the message that stops a run."""
+    if failure.kind == "timeout":
+        return "no response within --timeout (raise it if the API is only slow)"
+    if failure.kind == "connection":
+        return "no answer on the connection (refused, or closed before an answer)"
+    from http import HTTPStatus  # only as a run gives up: not imported at start-up
+
+    assert failure.http_status is not None  # one of GATEWAY_STATUS
+    status = HTTPStatus(failure.http_status)
+    return (
+        f"HTTP {status.value} {status.phrase}, what a gateway or proxy answers when the "
+        "service behind it does not"
+    )
 
 
 class Fetcher:
