@@ -638,13 +638,10 @@ def _print_summary(summary: SyncSummary, *, base_url: str, quiet: bool, as_json:
 
 
 def _echo_failures(shown: list[Failure], total: int) -> None:
-    for failure in shown:
-        subject, message = failure.subject, failure.message
-        if message.startswith(subject):  # a listing page's names it: "order listing page (...)"
-            subject, _, message = message.partition(": ")
-        said = message.startswith(f"HTTP {failure.http_status}")  # "HTTP 404: ..."
-        status = f" (HTTP {failure.http_status})" if failure.http_status and not said else ""
-        click.echo(f"  {failure.kind}: {subject}{status}: {message}", err=True)
+    from mirror.outcomes import failure_line
+
+    for f in shown:
+        click.echo(failure_line(f.kind, f.subject, f.message, f.http_status), err=True)
     if total > len(shown):
         more = total - len(shown)
         click.echo(f"  … and {more} more (see the sync_failures table)", err=True)

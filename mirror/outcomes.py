@@ -52,6 +52,17 @@ class Failure:
         return f"order {self.order_id}" if self.order_id is not None else "order listing"
 
 
+def failure_line(kind: str, subject: str, message: str, http_status: int | None) -> str:
+    """A failure as the sync's summary and `status` print it: the HTTP status said once, and
+    a listing page named once (its message names the page: "order listing page (offset ...)").
+    """
+    if message.startswith(subject):
+        subject, _, message = message.partition(": ")
+    said = message.startswith(f"HTTP {http_status}")  # "HTTP 404: ..."
+    status = f" (HTTP {http_status})" if http_status and not said else ""
+    return f"  {kind}: {subject}{status}: {message}"
+
+
 @dataclass(frozen=True)
 class Missing:
     """The API answered 404: a deletion if the image is mirrored, else a not-found failure."""

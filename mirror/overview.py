@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from mirror.models import images_table, orders_table, sync_failures_table, sync_runs_table
+from mirror.outcomes import failure_line
 from mirror.shown import printable
 from mirror.store import process_gone
 
@@ -59,7 +60,7 @@ class Overview:
                     f"order {f['order_id']}" if f["order_id"] else "order listing"
                 )
                 # printable: a message stored before 3111e01 may quote a server unescaped
-                yield f"  {f['kind']}: {subject}: {printable(f['message'])}"
+                yield failure_line(f["kind"], subject, printable(f["message"]), f["http_status"])
             if self.last_run_failures_left_out:
                 more = self.last_run_failures_left_out
                 yield f"  … and {more} more (see the sync_failures table)"

@@ -370,12 +370,15 @@ def test_a_failed_listing_page_is_named_once_with_its_status_once(
     standin: StandIn, database_url: str
 ) -> None:
     """It read `http_error: order listing (HTTP 502): order listing page (offset start): HTTP
-    502 Bad Gateway`."""
+    502 Bad Gateway`, and `status` `http_error: order listing: order listing page ...`."""
     standin.state.script(LISTING, Fault(status=502))
     result = sync(standin, database_url, "--all")
     assert result.exit_code == 1, result.output
     assert "  http_error: order listing page (offset start): HTTP 502 " in result.stderr
     assert "(HTTP 502)" not in result.stderr
+    status = run_cli("status", "--database-url", database_url)  # the same line there
+    assert "  http_error: order listing page (offset start): HTTP 502 " in status.output
+    assert "order listing: " not in status.output
 
 
 def test_a_run_stopped_in_the_listing_counts_each_image_once(
